@@ -1,1 +1,91 @@
-fn main() {}
+//! Project automation: `cargo xtask <command>` (the alias lives in
+//! `.cargo/config.toml`).
+//!
+//! Each command is a module with a `main(&Workspace, &[String]) -> Result`;
+//! adding one is a new module plus one line in [`COMMANDS`].
+
+mod ci;
+mod cmd;
+mod setup;
+mod targets;
+
+use cmd::Result;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+type Command = fn(&Workspace, &[String]) -> Result;
+
+/// Name, entry point and one-line help of every subcommand.
+const COMMANDS: &[(&str, Command, &str)] = &[
+    (
+        "setup",
+        setup::main,
+        "install qemu, cross gcc, mingw, wine, Rust targets and components; prepare the wine prefix",
+    ),
+    (
+        "ci",
+        ci::main,
+        "run setup, then the whole CI matrix and print a summary table [--only <substring>]... [--no-setup]",
+    ),
+];
+
+/// Where the project lives, as seen by every command.
+pub struct Workspace {
+    /// The workspace root (the folder with the root Cargo.toml).
+    pub root: PathBuf,
+    /// Cargo's build folder for the stable toolchain.
+    pub target_dir: PathBuf,
+}
+
+impl Workspace {
+    fn locate() -> Self {
+        // `cargo run` sets CARGO_MANIFEST_DIR to xtask's folder at run time;
+        // the compile-time value is the fallback for running the binary directly.
+        let xtask_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+        let root = xtask_dir.parent().map_or(xtask_dir.clone(), PathBuf::from);
+        let target_dir = match std::env::var_os("CARGO_TARGET_DIR") {
+            Some(dir) if !dir.is_empty() => root.join(dir),
+            _ => root.join("target"),
+        };
+        Workspace { root, target_dir }
+    }
+
+    /// A separate build folder for the nightly toolchain, so stable and
+    /// nightly builds don't invalidate each other's caches.
+    pub fn nightly_target_dir(&self) -> PathBuf {
+        self.target_dir.join("nightly")
+    }
+}
+
+fn usage() -> String {
+    let mut s = String::from("usage: cargo xtask <command> [args]\n\ncommands:\n");
+    for (name, _, help) in COMMANDS {
+        s.push_str(&format!("  {name:<8} {help}\n"));
+    }
+    s
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(name) = args.first() else {
+        eprint!("{}", usage());
+        return ExitCode::FAILURE;
+    };
+    if matches!(name.as_str(), "help" | "-h" | "--help") {
+        print!("{}", usage());
+        return ExitCode::SUCCESS;
+    }
+    let Some((_, command, _)) = COMMANDS.iter().find(|(n, _, _)| n == name) else {
+        eprint!("unknown command `{name}`\n\n{}", usage());
+        return ExitCode::FAILURE;
+    };
+    match command(&Workspace::locate(), &args[1..]) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask {name}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

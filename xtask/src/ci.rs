@@ -1,0 +1,244 @@
+//! `cargo xtask ci`: setup, then every step of [`matrix`], then a summary.
+//!
+//! A failed step doesn't stop the run: the table at the end shows every
+//! step, and the exit status is non-zero if any failed.
+
+mod matrix;
+
+use crate::cmd::{Cmd, Result};
+use crate::{setup, Workspace};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Setup,
+    Build,
+    Test,
+    Check,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Setup => "setup",
+            Kind::Build => "build",
+            Kind::Test => "test",
+            Kind::Check => "check",
+        })
+    }
+}
+
+pub struct Step {
+    name: String,
+    target: String,
+    kind: Kind,
+    cmd: Cmd,
+    /// Index of a step whose output this one runs (the checker binary). When
+    /// that step failed, this one is reported as failed without running, so
+    /// a stale binary from an earlier build is never used.
+    needs: Option<usize>,
+}
+
+impl Step {
+    fn new(name: &str, target: &str, kind: Kind, cmd: Cmd) -> Self {
+        Step {
+            name: name.to_string(),
+            target: target.to_string(),
+            kind,
+            cmd,
+            needs: None,
+        }
+    }
+
+    fn needs(mut self, step: usize) -> Self {
+        self.needs = Some(step);
+        self
+    }
+
+    /// The text `--only` matches against.
+    fn label(&self) -> String {
+        format!("{} {} {}", self.name, self.target, self.kind)
+    }
+}
+
+struct Outcome {
+    name: String,
+    target: String,
+    kind: Kind,
+    result: Result,
+    time: Duration,
+}
+
+struct Options {
+    only: Vec<String>,
+    setup: bool,
+}
+
+fn parse(args: &[String]) -> Result<Options> {
+    let mut opts = Options {
+        only: Vec::new(),
+        setup: true,
+    };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--only" => match args.next() {
+                Some(s) => opts.only.push(s.clone()),
+                None => return Err("--only needs a substring".to_string()),
+            },
+            "--no-setup" => opts.setup = false,
+            _ => {
+                return Err(format!(
+                    "unknown argument `{arg}` (try --only <substring>, --no-setup)"
+                ))
+            }
+        }
+    }
+    Ok(opts)
+}
+
+pub fn main(ws: &Workspace, args: &[String]) -> Result {
+    let opts = parse(args)?;
+    let all = matrix::steps(ws);
+    let selected: Vec<usize> = (0..all.len())
+        .filter(|&i| {
+            opts.only.is_empty()
+                || opts
+                    .only
+                    .iter()
+                    .any(|s| all[i].label().contains(s.as_str()))
+        })
+        .collect();
+    if selected.is_empty() {
+        let labels: Vec<String> = all.iter().map(Step::label).collect();
+        return Err(format!(
+            "--only matched no step; steps are:\n  {}",
+            labels.join("\n  ")
+        ));
+    }
+
+    let start = Instant::now();
+    let mut outcomes = Vec::new();
+    if opts.setup {
+        banner("[setup] cargo xtask setup");
+        let t = Instant::now();
+        let result = setup::run(ws);
+        outcomes.push(Outcome {
+            name: "setup".to_string(),
+            target: "host".to_string(),
+            kind: Kind::Setup,
+            result,
+            time: t.elapsed(),
+        });
+    }
+
+    // Results by index into `all`, for `needs`.
+    let mut passed = vec![None::<bool>; all.len()];
+    for (n, &i) in selected.iter().enumerate() {
+        let step = &all[i];
+        banner(&format!(
+            "[{}/{}] {} {} ({}): {}",
+            n + 1,
+            selected.len(),
+            step.name,
+            step.target,
+            step.kind,
+            step.cmd
+        ));
+        let t = Instant::now();
+        let result = match step.needs.and_then(|d| passed[d].map(|ok| (d, ok))) {
+            Some((d, false)) => Err(format!(
+                "not run: it needs `{} {}`, which failed",
+                all[d].name, all[d].target
+            )),
+            _ => step.cmd.run(),
+        };
+        if let Err(e) = &result {
+            eprintln!("FAILED: {e}");
+        }
+        passed[i] = Some(result.is_ok());
+        outcomes.push(Outcome {
+            name: step.name.clone(),
+            target: step.target.clone(),
+            kind: step.kind,
+            result,
+            time: t.elapsed(),
+        });
+    }
+
+    let table = summary(&outcomes, start.elapsed());
+    println!("\n{table}");
+    let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(format!("{failed} of {} steps FAILED", outcomes.len()))
+    }
+}
+
+fn banner(text: &str) {
+    eprintln!("\n==> {text}");
+}
+
+fn summary(outcomes: &[Outcome], total: Duration) -> String {
+    let header = ["step", "target", "kind", "result", "seconds"];
+    let mut rows: Vec<[String; 5]> = outcomes
+        .iter()
+        .map(|o| {
+            [
+                o.name.clone(),
+                o.target.clone(),
+                o.kind.to_string(),
+                if o.result.is_ok() { "ok" } else { "FAILED" }.to_string(),
+                format!("{:.1}", o.time.as_secs_f64()),
+            ]
+        })
+        .collect();
+    let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
+    rows.push([
+        "total".to_string(),
+        format!("{} steps", outcomes.len()),
+        String::new(),
+        if failed == 0 {
+            "ok".to_string()
+        } else {
+            format!("{failed} FAILED")
+        },
+        format!("{:.1}", total.as_secs_f64()),
+    ]);
+    let mut width = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in width.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: [&str; 5]| {
+        format!(
+            "| {:<w0$} | {:<w1$} | {:<w2$} | {:<w3$} | {:>w4$} |\n",
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            cells[4],
+            w0 = width[0],
+            w1 = width[1],
+            w2 = width[2],
+            w3 = width[3],
+            w4 = width[4],
+        )
+    };
+    let rule = {
+        let dashes: Vec<String> = width.iter().map(|w| "-".repeat(*w)).collect();
+        format!("|-{}-|\n", dashes.join("-|-"))
+    };
+    let mut out = line(header);
+    out.push_str(&rule);
+    let (total_row, step_rows) = rows.split_last().expect("rows has the total row");
+    for row in step_rows {
+        out.push_str(&line(row.each_ref().map(String::as_str)));
+    }
+    out.push_str(&rule);
+    out.push_str(&line(total_row.each_ref().map(String::as_str)));
+    out
+}

@@ -1,0 +1,242 @@
+//! The CI matrix: every step `cargo xtask ci` runs, in order.
+//!
+//! The platform lists come from [`crate::targets`]; this file decides what is
+//! done with each of them.
+
+use super::{Kind, Step};
+use crate::cmd::Cmd;
+use crate::targets::{
+    AARCH64_CPUS, BUILD_STD, CHECKER_TARGET, CHECK_ONLY, NO_STD, QEMU_LINUX, WINE,
+};
+use crate::Workspace;
+
+const LIB: &str = "icache-coherence";
+const CHECKER: &str = "icache-check";
+const EXAMPLE: &str = "jit";
+
+pub fn steps(ws: &Workspace) -> Vec<Step> {
+    let mut steps = Vec::new();
+    host(ws, &mut steps);
+    qemu(ws, &mut steps);
+    wine(ws, &mut steps);
+    check_only(ws, &mut steps);
+    build_std(ws, &mut steps);
+    no_std(ws, &mut steps);
+    miri(ws, &mut steps);
+    checker(ws, &mut steps);
+    steps
+}
+
+fn cargo(ws: &Workspace) -> Cmd {
+    Cmd::new("cargo").dir(&ws.root)
+}
+
+/// Nightly cargo with its own build folder.
+fn nightly_cargo(ws: &Workspace) -> Cmd {
+    cargo(ws).arg("+nightly").env(
+        "CARGO_TARGET_DIR",
+        ws.nightly_target_dir().display().to_string(),
+    )
+}
+
+fn host(ws: &Workspace, steps: &mut Vec<Step>) {
+    let host = "host";
+    steps.push(Step::new(
+        "fmt",
+        host,
+        Kind::Check,
+        cargo(ws).args(["fmt", "--all", "--check"]),
+    ));
+    steps.push(Step::new(
+        "clippy",
+        host,
+        Kind::Check,
+        cargo(ws).args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    ));
+    steps.push(Step::new(
+        "doc",
+        host,
+        Kind::Build,
+        cargo(ws)
+            .env("RUSTDOCFLAGS", "-D warnings")
+            .args(["doc", "--workspace", "--no-deps"]),
+    ));
+    // icache-check's tests start qemu-aarch64 and the aarch64 gcc, which is
+    // why setup runs before the matrix.
+    steps.push(Step::new(
+        "test",
+        host,
+        Kind::Test,
+        cargo(ws).args(["test", "--workspace"]),
+    ));
+}
+
+/// The library's tests and its JIT example on each qemu-user target.
+fn qemu(ws: &Workspace, steps: &mut Vec<Step>) {
+    for (triple, cpus) in QEMU_LINUX {
+        // `None`: qemu's default model, and no stray QEMU_CPU from the caller
+        // (an aarch64 model name makes qemu-arm refuse to start).
+        let models: Vec<Option<&str>> = if cpus.is_empty() {
+            vec![None]
+        } else {
+            cpus.iter().copied().map(Some).collect()
+        };
+        for cpu in models {
+            let label = match cpu {
+                Some(cpu) => format!("{triple} (qemu {cpu})"),
+                None => format!("{triple} (qemu)"),
+            };
+            let base = match cpu {
+                Some(cpu) => cargo(ws).env("QEMU_CPU", cpu),
+                None => cargo(ws).env_remove("QEMU_CPU"),
+            };
+            steps.push(Step::new(
+                "test",
+                &label,
+                Kind::Test,
+                base.clone().args(["test", "-p", LIB, "--target", triple]),
+            ));
+            steps.push(Step::new(
+                "example jit",
+                &label,
+                Kind::Test,
+                base.args(["run", "-p", LIB, "--example", EXAMPLE, "--target", triple]),
+            ));
+        }
+    }
+}
+
+/// Windows under wine; the runner and prefix come from `.cargo/config.toml`
+/// and setup.
+fn wine(ws: &Workspace, steps: &mut Vec<Step>) {
+    let label = format!("{WINE} (wine)");
+    steps.push(Step::new(
+        "test",
+        &label,
+        Kind::Test,
+        cargo(ws).args(["test", "-p", LIB, "--target", WINE]),
+    ));
+    steps.push(Step::new(
+        "example jit",
+        &label,
+        Kind::Test,
+        cargo(ws).args(["run", "-p", LIB, "--example", EXAMPLE, "--target", WINE]),
+    ));
+}
+
+fn check_only(ws: &Workspace, steps: &mut Vec<Step>) {
+    for triple in CHECK_ONLY {
+        // --all-targets includes the tests and examples, so their
+        // platform-specific code is type-checked too.
+        steps.push(Step::new(
+            "check --all-targets",
+            triple,
+            Kind::Check,
+            cargo(ws).args(["check", "-p", LIB, "--all-targets", "--target", triple]),
+        ));
+    }
+}
+
+fn build_std(ws: &Workspace, steps: &mut Vec<Step>) {
+    for triple in BUILD_STD {
+        steps.push(Step::new(
+            "check",
+            &format!("{triple} (nightly build-std)"),
+            Kind::Check,
+            nightly_cargo(ws).args([
+                "check",
+                "-p",
+                LIB,
+                "-Zbuild-std=core,std",
+                "--target",
+                triple,
+            ]),
+        ));
+    }
+}
+
+fn no_std(ws: &Workspace, steps: &mut Vec<Step>) {
+    for triple in NO_STD {
+        steps.push(Step::new(
+            "build no_std",
+            triple,
+            Kind::Build,
+            cargo(ws).args([
+                "build",
+                "-p",
+                LIB,
+                "--no-default-features",
+                "--target",
+                triple,
+            ]),
+        ));
+    }
+}
+
+fn miri(ws: &Workspace, steps: &mut Vec<Step>) {
+    // The library's JIT tests are cfg(not(miri)); Miri runs the pure logic
+    // (CTR_EL0 decoding, line arithmetic) and the API's error paths.
+    steps.push(Step::new(
+        "miri test",
+        "host (nightly)",
+        Kind::Test,
+        nightly_cargo(ws).args(["miri", "test", "-p", LIB]),
+    ));
+}
+
+/// The aarch64 suite again, run by the coherence checker instead of plain
+/// qemu: it exits 86 when the code executed bytes that were not made coherent.
+fn checker(ws: &Workspace, steps: &mut Vec<Step>) {
+    let build = steps.len();
+    steps.push(Step::new(
+        "build",
+        CHECKER,
+        Kind::Build,
+        cargo(ws).args(["build", "-p", CHECKER, "--release"]),
+    ));
+    let binary = ws.target_dir.join("release").join(CHECKER);
+    let runner_var = format!(
+        "CARGO_TARGET_{}_RUNNER",
+        CHECKER_TARGET.to_uppercase().replace('-', "_")
+    );
+    for cpu in AARCH64_CPUS {
+        let label = format!("{CHECKER_TARGET} ({CHECKER} {cpu})");
+        let base = cargo(ws)
+            .env(&runner_var, format!("{} --cpu {cpu} --", binary.display()))
+            .env("QEMU_CPU", *cpu);
+        steps.push(
+            Step::new(
+                "test",
+                &label,
+                Kind::Test,
+                base.clone()
+                    .args(["test", "-p", LIB, "--target", CHECKER_TARGET]),
+            )
+            .needs(build),
+        );
+        steps.push(
+            Step::new(
+                "example jit",
+                &label,
+                Kind::Test,
+                base.args([
+                    "run",
+                    "-p",
+                    LIB,
+                    "--example",
+                    EXAMPLE,
+                    "--target",
+                    CHECKER_TARGET,
+                ]),
+            )
+            .needs(build),
+        );
+    }
+}

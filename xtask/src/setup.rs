@@ -1,0 +1,189 @@
+//! `cargo xtask setup`: install everything the CI matrix needs.
+//!
+//! Idempotent, and quick when everything is present: each part first asks
+//! what is installed (dpkg, rustup) and installs only what is missing.
+
+mod wine;
+
+use crate::cmd::{on_path, Cmd, Result};
+use crate::targets;
+use crate::Workspace;
+use std::time::Duration;
+
+pub fn main(ws: &Workspace, args: &[String]) -> Result {
+    if let Some(arg) = args.first() {
+        return Err(format!("setup takes no arguments, got `{arg}`"));
+    }
+    run(ws)
+}
+
+/// Runs every part, even after one failed, so that a single run reports all
+/// problems; fails if any part failed.
+pub fn run(ws: &Workspace) -> Result {
+    let parts: [(&str, &dyn Fn() -> Result); 4] = [
+        ("Debian packages", &apt_packages),
+        ("Rust targets", &rust_targets),
+        ("Rust components", &rust_components),
+        ("wine prefix", &|| wine::prepare(ws)),
+    ];
+    let mut failed = Vec::new();
+    for (name, part) in parts {
+        eprintln!("setup: {name}");
+        if let Err(e) = part() {
+            eprintln!("setup: {name} FAILED: {e}");
+            failed.push(name);
+        }
+    }
+    if failed.is_empty() {
+        eprintln!("setup: done");
+        Ok(())
+    } else {
+        Err(format!("setup failed for: {}", failed.join(", ")))
+    }
+}
+
+fn apt_packages() -> Result {
+    let missing = missing_packages(targets::APT_PACKAGES)?;
+    if missing.is_empty() {
+        eprintln!("setup:   all {} present", targets::APT_PACKAGES.len());
+        return Ok(());
+    }
+    eprintln!("setup:   missing: {}", missing.join(" "));
+    if !on_path("apt-get") {
+        return Err(format!(
+            "no apt-get here; install these (Debian names) by hand: {}",
+            missing.join(" ")
+        ));
+    }
+    let privileged = |program: &str| -> Result<Cmd> {
+        if is_root()? {
+            Ok(Cmd::new(program))
+        } else if on_path("sudo") {
+            Ok(Cmd::new("sudo").args(["-n", "env", "DEBIAN_FRONTEND=noninteractive", program]))
+        } else {
+            Err("installing packages needs root (CI runs as root) or sudo".to_string())
+        }
+    };
+    // Wait for another apt/dpkg run instead of failing on its lock.
+    let lock_wait = ["-o", "DPkg::Lock::Timeout=600"];
+    privileged("apt-get")?
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(lock_wait)
+        .args(["-q", "update"])
+        .run()?;
+    privileged("apt-get")?
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(lock_wait)
+        .args(["-q", "install", "-y"])
+        .args(targets::APT_PACKAGES.iter().copied())
+        .run()?;
+    let still = missing_packages(targets::APT_PACKAGES)?;
+    if still.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("still missing after apt-get: {}", still.join(" ")))
+    }
+}
+
+/// Packages of `wanted` that dpkg does not report as installed.
+fn missing_packages(wanted: &[&'static str]) -> Result<Vec<&'static str>> {
+    if !on_path("dpkg-query") {
+        return Ok(wanted.to_vec());
+    }
+    // One query for all; unknown packages go to stderr and are simply absent
+    // from stdout. Multi-arch packages print one line per architecture.
+    let out = Cmd::new("dpkg-query")
+        .args(["-W", "-f", "${Package} ${db:Status-Status}\n"])
+        .args(wanted.iter().copied())
+        .stdout_lossy()?;
+    let installed: Vec<&str> = out
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .filter(|(_, status)| *status == "installed")
+        .map(|(name, _)| name.split(':').next().unwrap_or(name))
+        .collect();
+    Ok(wanted
+        .iter()
+        .copied()
+        .filter(|p| !installed.contains(p))
+        .collect())
+}
+
+fn is_root() -> Result<bool> {
+    Ok(Cmd::new("id").arg("-u").stdout()?.trim() == "0")
+}
+
+fn rust_targets() -> Result {
+    let installed = Cmd::new("rustup")
+        .args(["target", "list", "--installed"])
+        .stdout()?;
+    let installed: Vec<&str> = installed.lines().map(str::trim).collect();
+    let missing: Vec<&str> = targets::rustup_targets()
+        .into_iter()
+        .filter(|t| !installed.contains(t))
+        .collect();
+    if missing.is_empty() {
+        eprintln!("setup:   all {} present", targets::rustup_targets().len());
+        return Ok(());
+    }
+    Cmd::new("rustup")
+        .args(["target", "add"])
+        .args(missing)
+        .run()
+}
+
+fn rust_components() -> Result {
+    let nightly_present = Cmd::new("rustup")
+        .args(["toolchain", "list"])
+        .stdout()?
+        .lines()
+        .any(|l| l.starts_with("nightly-"));
+    if !nightly_present {
+        let mut install =
+            Cmd::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]);
+        for c in targets::NIGHTLY_COMPONENTS {
+            install = install.args(["--component", c]);
+        }
+        install.run()?;
+    }
+    add_missing_components(None, targets::STABLE_COMPONENTS)?;
+    add_missing_components(Some("nightly"), targets::NIGHTLY_COMPONENTS)?;
+    // Miri builds its own sysroot on first use; doing it here keeps that
+    // minute out of the timed Miri step and fails early if it cannot.
+    Cmd::new("cargo")
+        .args(["+nightly", "miri", "setup"])
+        .run_with_timeout(Duration::from_secs(900))
+}
+
+/// `toolchain` None is the one active in the workspace (stable).
+fn add_missing_components(toolchain: Option<&str>, wanted: &[&str]) -> Result {
+    let mut list = Cmd::new("rustup").args(["component", "list", "--installed"]);
+    if let Some(t) = toolchain {
+        list = list.args(["--toolchain", t]);
+    }
+    let installed = list.stdout()?;
+    // Installed components are listed with their host suffix
+    // ("miri-x86_64-unknown-linux-gnu"); rust-src has none.
+    let missing: Vec<&str> = wanted
+        .iter()
+        .copied()
+        .filter(|c| {
+            !installed
+                .lines()
+                .any(|l| l.trim() == *c || l.trim().starts_with(&format!("{c}-")))
+        })
+        .collect();
+    if missing.is_empty() {
+        eprintln!(
+            "setup:   {} components present: {}",
+            toolchain.unwrap_or("active"),
+            wanted.join(" ")
+        );
+        return Ok(());
+    }
+    let mut add = Cmd::new("rustup").args(["component", "add"]).args(missing);
+    if let Some(t) = toolchain {
+        add = add.args(["--toolchain", t]);
+    }
+    add.run()
+}

@@ -1,0 +1,97 @@
+//! Which platforms the project builds, runs and checks, and what each needs.
+//!
+//! `setup` installs what these tables name, `ci` runs its matrix over them, and
+//! `.cargo/config.toml` carries the linker and qemu runner of every target in
+//! [`QEMU_LINUX`] and [`WINE`]. Adding a qemu target means one line here plus
+//! its `[target.<triple>]` section there (and its Debian cross packages below).
+
+/// Linux targets whose tests run under qemu-user, through the runners in
+/// `.cargo/config.toml`. The second field lists the `QEMU_CPU` models to run
+/// them with; empty means qemu's default model.
+pub const QEMU_LINUX: &[(&str, &[&str])] = &[
+    // cortex-a72 has 64-byte cache lines, a64fx 256-byte ones: a flush that
+    // assumes 64 bytes skips three of every four lines on the latter.
+    ("aarch64-unknown-linux-gnu", AARCH64_CPUS),
+    ("armv7-unknown-linux-gnueabihf", &[]),
+    ("riscv64gc-unknown-linux-gnu", &[]),
+    ("s390x-unknown-linux-gnu", &[]),
+    ("powerpc64le-unknown-linux-gnu", &[]),
+    ("i686-unknown-linux-gnu", &[]),
+];
+
+/// The aarch64 CPU models tests run with, both under plain qemu and under the
+/// coherence checker.
+pub const AARCH64_CPUS: &[&str] = &["cortex-a72", "a64fx"];
+
+/// The aarch64 target that the coherence checker (crates/icache-check) runs.
+pub const CHECKER_TARGET: &str = "aarch64-unknown-linux-gnu";
+
+/// Windows target whose tests run under wine (runner in `.cargo/config.toml`).
+pub const WINE: &str = "x86_64-pc-windows-gnu";
+
+/// Targets with a prebuilt std that can only be type-checked here (no linker,
+/// no emulator for their OS).
+pub const CHECK_ONLY: &[&str] = &[
+    "aarch64-apple-darwin",
+    "aarch64-apple-ios",
+    "aarch64-pc-windows-msvc",
+    "aarch64-linux-android",
+    "armv7-linux-androideabi",
+    "x86_64-unknown-freebsd",
+];
+
+/// Targets without a downloadable std here: checked with nightly's
+/// `-Zbuild-std`, which needs the nightly `rust-src` component.
+pub const BUILD_STD: &[&str] = &[
+    "aarch64-unknown-freebsd",
+    "aarch64-unknown-netbsd",
+    "aarch64-unknown-openbsd",
+    "loongarch64-unknown-linux-gnu",
+    "mips64-unknown-linux-gnuabi64",
+    "powerpc-unknown-linux-gnu",
+];
+
+/// Bare-metal targets: the library built without its `std` feature.
+pub const NO_STD: &[&str] = &["aarch64-unknown-none", "riscv64gc-unknown-none-elf"];
+
+/// Every target `rustup target add` must install for the stable toolchain.
+pub fn rustup_targets() -> Vec<&'static str> {
+    QEMU_LINUX
+        .iter()
+        .map(|(triple, _)| *triple)
+        .chain([WINE])
+        .chain(CHECK_ONLY.iter().copied())
+        .chain(NO_STD.iter().copied())
+        .collect()
+}
+
+/// Debian packages: qemu-user, a cross gcc + C library per qemu target (the
+/// linker and the `-L` sysroot of the runner), mingw-w64 and wine. Not
+/// gcc-multilib: Debian makes it conflict with every cross compiler.
+pub const APT_PACKAGES: &[&str] = &[
+    "qemu-user",
+    "gcc-aarch64-linux-gnu",
+    "libc6-dev-arm64-cross",
+    "gcc-arm-linux-gnueabihf",
+    "libc6-dev-armhf-cross",
+    "gcc-riscv64-linux-gnu",
+    "libc6-dev-riscv64-cross",
+    "gcc-s390x-linux-gnu",
+    "libc6-dev-s390x-cross",
+    "gcc-powerpc64le-linux-gnu",
+    "libc6-dev-ppc64el-cross",
+    "gcc-i686-linux-gnu",
+    "libc6-dev-i386-cross",
+    "gcc-mingw-w64-x86-64",
+    "wine64",
+    "wine",
+];
+
+/// The C compiler for Windows, also used to build the wine ProcessPrng stub.
+pub const MINGW_GCC: &str = "x86_64-w64-mingw32-gcc";
+
+/// Stable toolchain components the CI uses (`cargo fmt`, `cargo clippy`).
+pub const STABLE_COMPONENTS: &[&str] = &["rustfmt", "clippy"];
+
+/// Nightly components: `-Zbuild-std` needs `rust-src`, and Miri.
+pub const NIGHTLY_COMPONENTS: &[&str] = &["rust-src", "miri"];
