@@ -1,0 +1,149 @@
+//! Apple AArch64 (macOS, iOS, tvOS, watchOS, visionOS): libSystem's
+//! `sys_icache_invalidate`, never `mrs ctr_el0` (which raises SIGILL there).
+//!
+//! `sys_icache_invalidate(start, len)` (libkern `<libkern/OSCacheControl.h>`)
+//! cleans and invalidates the range with Apple's own errata handling. We end
+//! with our own `isb` so that the calling thread's guarantee does not depend
+//! on whether this libSystem version ends in one.
+
+use core::arch::asm;
+use core::ffi::c_void;
+
+use crate::error::Error;
+use crate::CacheInfo;
+
+pub(crate) const MECHANISM: &str = "sys_icache_invalidate + isb";
+pub(crate) const PIPELINE_MECHANISM: &str =
+    "thread_suspend + thread_get_state + thread_resume of every other thread (Mach)";
+
+extern "C" {
+    fn sys_icache_invalidate(start: *mut c_void, len: usize);
+}
+
+#[inline]
+pub(crate) unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> {
+    // SAFETY: the caller guarantees the range is mapped.
+    unsafe { sys_icache_invalidate(start as *mut c_void, len) };
+    // SAFETY: a barrier has no memory-safety preconditions.
+    unsafe { asm!("isb", options(nostack, preserves_flags)) };
+    Ok(())
+}
+
+pub(crate) fn pipeline_flush_mt() -> Result<(), Error> {
+    mach::sync_other_threads()?;
+    // SAFETY: as above.
+    unsafe { asm!("isb", options(nostack, preserves_flags)) };
+    Ok(())
+}
+
+pub(crate) fn cache_info() -> CacheInfo {
+    CacheInfo {
+        mechanism: MECHANISM,
+        pipeline_flush_mechanism: PIPELINE_MECHANISM,
+        data_line: None,
+        instruction_line: None,
+        needs_clean: true,
+        needs_invalidate: true,
+        pipeline_flush_needed: true,
+    }
+}
+
+/// Broadcast context synchronization on XNU.
+///
+/// Apple offers no membarrier. Design: every other thread of the task is
+/// forced off its core once. `thread_suspend` stops it from being scheduled;
+/// `thread_get_state` on a suspended thread does not return until the
+/// thread has actually stopped (XNU `thread_get_state` → `thread_stop`,
+/// which waits for the thread to leave its processor; the same pair is how
+/// Mono and the Boehm GC stop the world); `thread_resume` lets it run again.
+/// A thread only returns to user mode through an exception return (`eret`),
+/// which is a context-synchronization event (Arm ARM, "Context
+/// synchronization event"), so its next instruction fetch happens after
+/// this call began, i.e. after the caller's `clear_cache`. Threads created
+/// during the walk start with an `eret` too. Threads that exit in the
+/// meantime need nothing.
+///
+/// The cost is two Mach calls per thread and a short stop of each thread, so
+/// callers should publish code in batches and flush once per batch.
+/// Check-only in this project's CI: no Apple hardware is available here.
+mod mach {
+    use crate::error::Error;
+
+    type MachPort = u32;
+    type KernReturn = i32;
+
+    const KERN_SUCCESS: KernReturn = 0;
+    /// Thread already gone: `KERN_INVALID_ARGUMENT`, `KERN_TERMINATED`,
+    /// `MACH_SEND_INVALID_DEST`.
+    const GONE: [KernReturn; 3] = [4, 37, 0x1000_0003];
+    /// `ARM_THREAD_STATE64` and its count in 32-bit words (`<mach/arm/thread_status.h>`).
+    const ARM_THREAD_STATE64: i32 = 6;
+    const ARM_THREAD_STATE64_COUNT: u32 = 68;
+
+    extern "C" {
+        static mach_task_self_: MachPort;
+        fn mach_thread_self() -> MachPort;
+        fn task_threads(task: MachPort, list: *mut *mut MachPort, count: *mut u32) -> KernReturn;
+        fn thread_suspend(thread: MachPort) -> KernReturn;
+        fn thread_resume(thread: MachPort) -> KernReturn;
+        fn thread_get_state(
+            thread: MachPort,
+            flavor: i32,
+            state: *mut u32,
+            count: *mut u32,
+        ) -> KernReturn;
+        fn mach_port_deallocate(task: MachPort, name: MachPort) -> KernReturn;
+        fn vm_deallocate(task: MachPort, address: usize, size: usize) -> KernReturn;
+    }
+
+    fn check(call: &'static str, kr: KernReturn) -> Result<(), Error> {
+        if kr == KERN_SUCCESS || GONE.contains(&kr) {
+            Ok(())
+        } else {
+            Err(Error::os(call, kr, "a thread could not be made to synchronize (Mach error)"))
+        }
+    }
+
+    pub(super) fn sync_other_threads() -> Result<(), Error> {
+        // SAFETY: plain Mach calls on our own task; every port and the
+        // thread list returned are released below on every path.
+        unsafe {
+            let task = mach_task_self_;
+            let me = mach_thread_self();
+            let mut list: *mut MachPort = core::ptr::null_mut();
+            let mut count: u32 = 0;
+            let kr = task_threads(task, &mut list, &mut count);
+            mach_port_deallocate(task, me);
+            if kr != KERN_SUCCESS {
+                return Err(Error::os("task_threads", kr, "the threads of the task could not be listed"));
+            }
+            let threads = core::slice::from_raw_parts(list, count as usize);
+            let mut result = Ok(());
+            for &thread in threads {
+                if thread != me && result.is_ok() {
+                    result = stop_once(thread);
+                }
+                mach_port_deallocate(task, thread);
+            }
+            vm_deallocate(task, list as usize, count as usize * core::mem::size_of::<MachPort>());
+            result
+        }
+    }
+
+    unsafe fn stop_once(thread: MachPort) -> Result<(), Error> {
+        // SAFETY: `thread` is a valid send right from task_threads.
+        unsafe {
+            let kr = thread_suspend(thread);
+            if GONE.contains(&kr) {
+                return Ok(());
+            }
+            check("thread_suspend", kr)?;
+            let mut state = [0u32; ARM_THREAD_STATE64_COUNT as usize];
+            let mut n = ARM_THREAD_STATE64_COUNT;
+            let got = thread_get_state(thread, ARM_THREAD_STATE64, state.as_mut_ptr(), &mut n);
+            let resumed = thread_resume(thread);
+            check("thread_get_state", got)?;
+            check("thread_resume", resumed)
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! x86, x86-64 and s390x: instruction fetch is coherent with data stores in
+//! hardware, so there is nothing to do, and it compiles to nothing.
+//!
+//! Intel SDM vol. 3, 8.1.3 "Handling Self- and Cross-Modifying Code": code
+//! written at addresses that no thread is executing needs no maintenance (a
+//! jump to it suffices). z/Architecture Principles of Operation, "Storage
+//! operand fetch references": instruction fetches observe prior stores of the
+//! same CPU, and of other CPUs once those are observed.
+//!
+//! Rewriting code that another thread may be executing *right now* is
+//! cross-modifying code and needs a serializing instruction on the executing
+//! thread: that is not `pipeline_flush_mt`'s contract (which, like the crate
+//! it replaces, covers publishing code at fresh addresses).
+
+use crate::error::Error;
+use crate::CacheInfo;
+
+pub(crate) const MECHANISM: &str = "none needed (coherent instruction fetch)";
+pub(crate) const PIPELINE_MECHANISM: &str = "none needed (coherent instruction fetch)";
+
+#[inline(always)]
+pub(crate) unsafe fn clear_cache(_start: usize, _len: usize) -> Result<(), Error> {
+    Ok(())
+}
+
+#[inline(always)]
+pub(crate) fn pipeline_flush_mt() -> Result<(), Error> {
+    Ok(())
+}
+
+pub(crate) fn cache_info() -> CacheInfo {
+    CacheInfo {
+        mechanism: MECHANISM,
+        pipeline_flush_mechanism: PIPELINE_MECHANISM,
+        data_line: None,
+        instruction_line: None,
+        needs_clean: false,
+        needs_invalidate: false,
+        pipeline_flush_needed: false,
+    }
+}

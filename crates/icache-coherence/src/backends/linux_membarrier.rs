@@ -1,0 +1,72 @@
+//! Linux and Android: `pipeline_flush_mt` through
+//! `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE)`.
+//!
+//! The decisions (QUERY first, register once, which errno means what) live in
+//! [`crate::membarrier`] and are tested there with an injected syscall; this
+//! file is only the syscall itself and the process-wide cache.
+
+use crate::error::Error;
+#[cfg(target_os = "android")]
+use crate::error::ErrorKind;
+use crate::membarrier::PipelineFlush;
+
+pub(crate) const PIPELINE_MECHANISM: &str = "membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE)";
+
+fn membarrier(cmd: i32) -> Result<i32, i32> {
+    // SAFETY: membarrier takes plain integers: (cmd, flags = 0, cpu_id = 0).
+    let ret = unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0 as libc::c_uint, 0 as libc::c_int) };
+    if ret < 0 {
+        Err(super::errno())
+    } else {
+        Ok(ret as i32)
+    }
+}
+
+static FLUSH: PipelineFlush = PipelineFlush::new(membarrier);
+
+/// Every thread of the process passes a context synchronization.
+pub(crate) fn pipeline_flush_mt() -> Result<(), Error> {
+    android_guard()?;
+    FLUSH.flush()
+}
+
+/// Android before API 29 (Android 10) runs apps under a seccomp policy that
+/// kills the process with SIGSYS on membarrier instead of returning an error,
+/// so the syscall must not even be tried there (bionic's
+/// `SECCOMP_WHITELIST_APP` gained membarrier in Android 10).
+#[cfg(target_os = "android")]
+fn android_guard() -> Result<(), Error> {
+    use core::sync::atomic::{AtomicI32, Ordering::Relaxed};
+    static API_LEVEL: AtomicI32 = AtomicI32::new(-1);
+    let mut level = API_LEVEL.load(Relaxed);
+    if level < 0 {
+        let mut buf = [0 as libc::c_char; 92]; // PROP_VALUE_MAX
+        // SAFETY: the name is NUL-terminated and the buffer is PROP_VALUE_MAX long.
+        let n = unsafe {
+            libc::__system_property_get(c"ro.build.version.sdk".as_ptr(), buf.as_mut_ptr())
+        };
+        level = 0;
+        for &c in buf.iter().take(n.max(0) as usize) {
+            match (c as u8).checked_sub(b'0') {
+                Some(d) if d <= 9 => level = level * 10 + i32::from(d),
+                _ => break,
+            }
+        }
+        API_LEVEL.store(level, Relaxed);
+    }
+    if level < 29 {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            "membarrier(MEMBARRIER_CMD_QUERY)",
+            None,
+            "not attempted: Android before API level 29 kills apps that call membarrier (SIGSYS)",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "android"))]
+#[inline(always)]
+fn android_guard() -> Result<(), Error> {
+    Ok(())
+}

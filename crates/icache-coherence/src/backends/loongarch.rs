@@ -1,0 +1,38 @@
+//! LoongArch64 Linux: `ibar 0` after the stores.
+//!
+//! LoongArch keeps the instruction cache coherent with data stores in
+//! hardware; what remains is the pipeline: `ibar 0` makes this core's later
+//! instruction fetches observe the earlier stores (LoongArch Reference Manual
+//! vol. 1, "IBAR"; arch/loongarch/include/asm/cacheflush.h: "LoongArch
+//! maintains ICache/DCache coherency by hardware, we just need ibar").
+//! Other threads need `pipeline_flush_mt`, which asks membarrier SYNC_CORE
+//! and reports the kernel's answer (an error where it is not implemented).
+
+use core::arch::asm;
+
+use crate::error::Error;
+use crate::CacheInfo;
+
+pub(crate) const MECHANISM: &str = "ibar 0";
+
+#[inline]
+pub(crate) unsafe fn clear_cache(_start: usize, _len: usize) -> Result<(), Error> {
+    // No `nomem`: the compiler must not move the caller's stores past it.
+    // SAFETY: a barrier has no memory-safety preconditions.
+    unsafe { asm!("ibar 0", options(nostack, preserves_flags)) };
+    Ok(())
+}
+
+pub(crate) use super::linux_membarrier::{pipeline_flush_mt, PIPELINE_MECHANISM};
+
+pub(crate) fn cache_info() -> CacheInfo {
+    CacheInfo {
+        mechanism: MECHANISM,
+        pipeline_flush_mechanism: PIPELINE_MECHANISM,
+        data_line: None,
+        instruction_line: None,
+        needs_clean: false,
+        needs_invalidate: false,
+        pipeline_flush_needed: true,
+    }
+}

@@ -1,0 +1,31 @@
+//! Miri: no machine code can run under the interpreter, so there is nothing
+//! to make coherent. A no-op lets users run their own code under Miri; the
+//! range validation in `lib.rs` still runs before this.
+
+use crate::error::Error;
+use crate::CacheInfo;
+
+pub(crate) const MECHANISM: &str = "none (Miri interprets, no machine code runs)";
+pub(crate) const PIPELINE_MECHANISM: &str = "none (Miri)";
+
+#[inline(always)]
+pub(crate) unsafe fn clear_cache(_start: usize, _len: usize) -> Result<(), Error> {
+    Ok(())
+}
+
+#[inline(always)]
+pub(crate) fn pipeline_flush_mt() -> Result<(), Error> {
+    Ok(())
+}
+
+pub(crate) fn cache_info() -> CacheInfo {
+    CacheInfo {
+        mechanism: MECHANISM,
+        pipeline_flush_mechanism: PIPELINE_MECHANISM,
+        data_line: None,
+        instruction_line: None,
+        needs_clean: false,
+        needs_invalidate: false,
+        pipeline_flush_needed: false,
+    }
+}

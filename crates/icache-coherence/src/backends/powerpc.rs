@@ -1,0 +1,124 @@
+//! POWER / PowerPC Linux (32- and 64-bit): `dcbst` / `sync` / `icbi` /
+//! `sync` / `isync`, with line sizes from the auxiliary vector.
+//!
+//! Power ISA Book II, "Instruction Storage" (the sequence for modifying
+//! instructions): `dcbst` each data block so the new bytes reach storage,
+//! `sync` so they are done, `icbi` each instruction block, `sync` so the
+//! invalidations are done everywhere, `isync` so this thread refetches.
+//! The block sizes come from `AT_DCACHEBSIZE` (19) and `AT_ICACHEBSIZE` (20),
+//! which the kernel always supplies on powerpc (arch/powerpc/include/asm/elf.h
+//! `ARCH_DLINFO`). When `AT_HWCAP` has `PPC_FEATURE_ICACHE_SNOOP`
+//! (0x00002000, POWER5 and later), the instruction cache snoops stores and
+//! one `sync; icbi; sync; isync` on any address of the range suffices: this
+//! is what Linux's own `flush_icache_range` does for
+//! `CPU_FTR_COHERENT_ICACHE` (arch/powerpc/mm/cacheflush.c).
+//!
+//! Other threads need `pipeline_flush_mt` (membarrier SYNC_CORE, supported
+//! on powerpc).
+
+use core::arch::asm;
+use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+use crate::error::Error;
+use crate::lines::Lines;
+use crate::CacheInfo;
+
+pub(crate) const MECHANISM: &str =
+    "dcbst / sync / icbi / sync / isync (auxv block sizes; ICACHE_SNOOP shortcut)";
+
+const AT_DCACHEBSIZE: libc::c_ulong = 19;
+const AT_ICACHEBSIZE: libc::c_ulong = 20;
+const PPC_FEATURE_ICACHE_SNOOP: libc::c_ulong = 0x0000_2000;
+/// Used when the auxiliary vector has no size: the smallest block of any
+/// PowerPC that Linux supports (8xx), so no block is ever skipped.
+const FALLBACK_BLOCK: usize = 16;
+
+/// (data block, instruction block, snoop), packed, 0 = not read yet.
+static GEOMETRY: AtomicUsize = AtomicUsize::new(0);
+
+#[derive(Clone, Copy)]
+struct Geometry {
+    dblock: usize,
+    iblock: usize,
+    snoop: bool,
+}
+
+fn block(v: libc::c_ulong) -> usize {
+    let v = v as usize;
+    if v.is_power_of_two() && v >= FALLBACK_BLOCK {
+        v
+    } else {
+        FALLBACK_BLOCK
+    }
+}
+
+#[inline]
+fn geometry() -> Geometry {
+    let mut packed = GEOMETRY.load(Relaxed);
+    if packed == 0 {
+        // SAFETY: getauxval has no preconditions.
+        let (d, i, hw) = unsafe {
+            (
+                libc::getauxval(AT_DCACHEBSIZE),
+                libc::getauxval(AT_ICACHEBSIZE),
+                libc::getauxval(libc::AT_HWCAP),
+            )
+        };
+        let (d, i) = (block(d), block(i));
+        let snoop = hw & PPC_FEATURE_ICACHE_SNOOP != 0;
+        // log2 sizes in bits 0..8 and 8..16, snoop in bit 16, bit 17 = valid.
+        packed = d.trailing_zeros() as usize
+            | (i.trailing_zeros() as usize) << 8
+            | (snoop as usize) << 16
+            | 1 << 17;
+        GEOMETRY.store(packed, Relaxed);
+    }
+    Geometry {
+        dblock: 1 << (packed & 0xff),
+        iblock: 1 << ((packed >> 8) & 0xff),
+        snoop: packed & (1 << 16) != 0,
+    }
+}
+
+#[inline]
+pub(crate) unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> {
+    let g = geometry();
+    let last = start + (len - 1);
+    // No `nomem` on these blocks: the compiler must not sink the caller's
+    // code stores past them.
+    if g.snoop {
+        // SAFETY: `start` is inside the caller's mapped range.
+        unsafe {
+            asm!("sync", "icbi 0, {0}", "sync", "isync", in(reg_nonzero) start, options(nostack, preserves_flags))
+        };
+        return Ok(());
+    }
+    Lines::covering(start, last, g.dblock).for_each(|b| {
+        // SAFETY: `b` overlaps the caller's mapped range.
+        unsafe { asm!("dcbst 0, {0}", in(reg_nonzero) b, options(nostack, preserves_flags)) }
+    });
+    // SAFETY: a barrier has no memory-safety preconditions.
+    unsafe { asm!("sync", options(nostack, preserves_flags)) };
+    Lines::covering(start, last, g.iblock).for_each(|b| {
+        // SAFETY: `b` overlaps the caller's mapped range.
+        unsafe { asm!("icbi 0, {0}", in(reg_nonzero) b, options(nostack, preserves_flags)) }
+    });
+    // SAFETY: as above.
+    unsafe { asm!("sync", "isync", options(nostack, preserves_flags)) };
+    Ok(())
+}
+
+pub(crate) use super::linux_membarrier::{pipeline_flush_mt, PIPELINE_MECHANISM};
+
+pub(crate) fn cache_info() -> CacheInfo {
+    let g = geometry();
+    CacheInfo {
+        mechanism: MECHANISM,
+        pipeline_flush_mechanism: PIPELINE_MECHANISM,
+        data_line: Some(g.dblock),
+        instruction_line: Some(g.iblock),
+        needs_clean: !g.snoop,
+        needs_invalidate: true,
+        pipeline_flush_needed: true,
+    }
+}

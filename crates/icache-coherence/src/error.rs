@@ -1,0 +1,177 @@
+//! The crate's error: which call failed, why, and the OS error it returned.
+//!
+//! With `std`, every public function returns `std::io::Result`; the
+//! [`std::io::Error`] carries an [`Error`] as its payload, so callers keep the
+//! ordinary `io::ErrorKind` *and* can recover the exact OS error code:
+//!
+//! ```
+//! # fn f() -> std::io::Result<()> { Ok(()) }
+//! if let Err(e) = f() {
+//!     if let Some(detail) = e.get_ref().and_then(|d| d.downcast_ref::<icache_coherence::Error>()) {
+//!         let _errno: Option<i32> = detail.raw_os_error();
+//!     }
+//! }
+//! ```
+
+use core::fmt;
+
+/// What kind of failure an [`Error`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The caller passed a range the library refuses (for example one that
+    /// wraps past the end of the address space). Nothing was touched.
+    InvalidInput,
+    /// This kernel, architecture or OS does not offer a mechanism that gives
+    /// the guarantee. Nothing was done, and the guarantee does not hold.
+    Unsupported,
+    /// A sandbox (seccomp, a container profile) denied the call.
+    PermissionDenied,
+    /// The OS call failed for another reason; see [`Error::raw_os_error`].
+    Os,
+}
+
+/// A failure of one of the crate's operations.
+///
+/// It names the OS call (or library check) that failed, carries the OS error
+/// code when there is one, and a short human explanation. It is `Copy` and
+/// allocation-free, so it is also the error type of the `no_std` build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Error {
+    kind: ErrorKind,
+    call: &'static str,
+    code: Option<i32>,
+    detail: &'static str,
+}
+
+impl Error {
+    pub(crate) const fn new(
+        kind: ErrorKind,
+        call: &'static str,
+        code: Option<i32>,
+        detail: &'static str,
+    ) -> Self {
+        Error {
+            kind,
+            call,
+            code,
+            detail,
+        }
+    }
+
+    /// An error from an OS call that reported `code` (an `errno`, a Win32
+    /// error, or a Mach `kern_return_t`).
+    #[allow(dead_code)] // not every backend makes OS calls
+    pub(crate) const fn os(call: &'static str, code: i32, detail: &'static str) -> Self {
+        Error::new(ErrorKind::Os, call, Some(code), detail)
+    }
+
+    /// The range `[ptr, ptr + len)` wraps past the end of the address space.
+    pub(crate) const fn wrapping_range() -> Self {
+        Error::new(
+            ErrorKind::InvalidInput,
+            "clear_cache",
+            None,
+            "the range wraps past the end of the address space; nothing was touched",
+        )
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The OS call or library check that failed, e.g.
+    /// `"membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE)"`.
+    pub fn call(&self) -> &'static str {
+        self.call
+    }
+
+    /// The OS error code the call returned (`errno` on Unix, the value of
+    /// `GetLastError` on Windows, a `kern_return_t` for Mach calls), if any.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        self.code
+    }
+
+    /// A short explanation of what the failure means for the caller.
+    pub fn detail(&self) -> &'static str {
+        self.detail
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} failed", self.call)?;
+        if let Some(code) = self.code {
+            #[cfg(feature = "std")]
+            write!(f, ": {}", std::io::Error::from_raw_os_error(code))?;
+            #[cfg(not(feature = "std"))]
+            write!(f, ": os error {}", code)?;
+        }
+        write!(f, ": {}", self.detail)
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for Error {}
+
+#[cfg(feature = "std")]
+impl From<Error> for std::io::Error {
+    fn from(e: Error) -> Self {
+        use std::io::ErrorKind as K;
+        let kind = match e.kind {
+            ErrorKind::InvalidInput => K::InvalidInput,
+            ErrorKind::Unsupported => K::Unsupported,
+            ErrorKind::PermissionDenied => K::PermissionDenied,
+            ErrorKind::Os => match e.code {
+                Some(code) => std::io::Error::from_raw_os_error(code).kind(),
+                None => K::Other,
+            },
+        };
+        std::io::Error::new(kind, e)
+    }
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_error_keeps_kind_call_and_errno() {
+        let e: std::io::Error = Error::new(
+            ErrorKind::PermissionDenied,
+            "membarrier(MEMBARRIER_CMD_QUERY)",
+            Some(1),
+            "denied",
+        )
+        .into();
+        assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
+        let inner = e.get_ref().unwrap().downcast_ref::<Error>().unwrap();
+        assert_eq!(inner.raw_os_error(), Some(1));
+        let text = e.to_string();
+        assert!(text.contains("membarrier(MEMBARRIER_CMD_QUERY)"), "{text}");
+        assert!(text.contains("os error 1"), "{text}");
+    }
+
+    #[test]
+    fn os_kind_maps_through_the_errno() {
+        let e: std::io::Error = Error::os("cacheflush", libc_einval(), "bad range").into();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn wrapping_range_is_invalid_input() {
+        let e: std::io::Error = Error::wrapping_range().into();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("wraps"));
+    }
+
+    fn libc_einval() -> i32 {
+        // EINVAL is 22 on Linux, the BSDs, macOS; ERROR_INVALID_PARAMETER is 87.
+        if cfg!(windows) {
+            87
+        } else {
+            22
+        }
+    }
+}
