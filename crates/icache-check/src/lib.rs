@@ -1,1 +1,29 @@
-//! placeholder, replaced by the checker work (issue 3)
+//! `icache-check`: a QEMU TCG plugin that reports every instruction execution
+//! a real AArch64 core could have fetched stale.
+//!
+//! QEMU runs self-modifying code correctly whatever maintenance the program
+//! does, so tests under `qemu-user` pass even when a JIT forgets to clean or
+//! invalidate. This plugin models the architecture's rules instead
+//! ([`model`]) and reports each execution of guest-written code that is not
+//! yet coherent for the executing vCPU.
+//!
+//! * [`decode`]: which A64 words are cache maintenance, barriers or `svc`.
+//! * [`model`]: the rules, as pure Rust driven by events.
+//! * `plugin` (not in the docs' public API): the QEMU glue, built only into
+//!   the `cdylib`.
+//!
+//! The runner binary `icache-check` (`src/main.rs`) starts `qemu-aarch64`
+//! with this plugin; see the crate's README for usage.
+//!
+//! Licensed GPL-2.0-or-later because it links against QEMU's plugin API
+//! bindings.
+
+#![deny(missing_docs)]
+
+pub mod decode;
+pub mod model;
+
+// The glue refers to symbols that only QEMU provides when it loads the plugin,
+// so unit-test executables leave it out.
+#[cfg(not(test))]
+mod plugin;
