@@ -242,3 +242,109 @@ fn summary(outcomes: &[Outcome], total: Duration) -> String {
     out.push_str(&line(total_row.each_ref().map(String::as_str)));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn workspace() -> Workspace {
+        Workspace {
+            root: PathBuf::from("/ws"),
+            target_dir: PathBuf::from("/ws/target"),
+        }
+    }
+
+    #[test]
+    fn only_can_be_repeated_and_setup_skipped() {
+        let o = parse(&args(&["--only", "miri", "--no-setup", "--only", "wine"])).unwrap();
+        assert_eq!(o.only, ["miri", "wine"]);
+        assert!(!o.setup);
+    }
+
+    #[test]
+    fn only_without_a_value_and_unknown_flags_are_errors() {
+        assert!(parse(&args(&["--only"])).is_err());
+        assert!(parse(&args(&["--fast"])).is_err());
+    }
+
+    #[test]
+    fn checker_runs_wait_for_the_checker_build() {
+        let steps = matrix::steps(&workspace());
+        let checked: Vec<&Step> = steps.iter().filter(|s| s.needs.is_some()).collect();
+        // test + example for each of the two CPU models.
+        assert_eq!(checked.len(), 4);
+        for s in checked {
+            let build = &steps[s.needs.unwrap()];
+            assert_eq!(build.label(), "build icache-check build");
+            let shown = s.cmd.to_string();
+            assert!(
+                shown.contains("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER='/ws/target/release/icache-check --cpu "),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_aarch64_cpu_model_runs_the_suite_and_the_example_under_qemu() {
+        let steps = matrix::steps(&workspace());
+        for cpu in crate::targets::AARCH64_CPUS {
+            let label = format!("aarch64-unknown-linux-gnu (qemu {cpu})");
+            let names: Vec<&str> = steps
+                .iter()
+                .filter(|s| s.target == label)
+                .map(|s| s.name.as_str())
+                .collect();
+            assert_eq!(names, ["test", "example jit"], "{label}");
+        }
+    }
+
+    #[test]
+    fn step_labels_are_unique() {
+        let steps = matrix::steps(&workspace());
+        let mut labels: Vec<String> = steps.iter().map(Step::label).collect();
+        labels.sort();
+        let n = labels.len();
+        labels.dedup();
+        assert_eq!(labels.len(), n);
+    }
+
+    #[test]
+    fn summary_marks_failures_and_totals() {
+        let outcomes = [
+            Outcome {
+                name: "fmt".into(),
+                target: "host".into(),
+                kind: Kind::Check,
+                result: Ok(()),
+                time: Duration::from_millis(1500),
+            },
+            Outcome {
+                name: "test".into(),
+                target: "x86_64-pc-windows-gnu (wine)".into(),
+                kind: Kind::Test,
+                result: Err("boom".into()),
+                time: Duration::from_secs(2),
+            },
+        ];
+        let table = summary(&outcomes, Duration::from_secs(4));
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(
+            lines[2].contains("| fmt ")
+                && lines[2].contains("| ok ")
+                && lines[2].ends_with("1.5 |")
+        );
+        assert!(lines[3].contains("| FAILED ") && lines[3].ends_with("2.0 |"));
+        assert!(
+            lines[5].contains("| 2 steps ")
+                && lines[5].contains("| 1 FAILED ")
+                && lines[5].ends_with("4.0 |")
+        );
+        // All rows are equally wide.
+        assert!(lines.iter().all(|l| l.len() == lines[0].len()));
+    }
+}

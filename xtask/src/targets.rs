@@ -95,3 +95,77 @@ pub const STABLE_COMPONENTS: &[&str] = &["rustfmt", "clippy"];
 
 /// Nightly components: `-Zbuild-std` needs `rust-src`, and Miri.
 pub const NIGHTLY_COMPONENTS: &[&str] = &["rust-src", "miri"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_toml() -> String {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../.cargo/config.toml");
+        std::fs::read_to_string(path).expect("read .cargo/config.toml")
+    }
+
+    /// The `[target.<triple>]` section of config.toml, up to the next section.
+    fn section<'a>(config: &'a str, triple: &str) -> Option<&'a str> {
+        let header = format!("[target.{triple}]");
+        let start = config.find(&header)? + header.len();
+        let rest = &config[start..];
+        Some(&rest[..rest.find("\n[").unwrap_or(rest.len())])
+    }
+
+    #[test]
+    fn every_run_target_has_a_linker_and_runner_in_cargo_config() {
+        let config = config_toml();
+        let run_targets = QEMU_LINUX.iter().map(|(t, _)| *t).chain([WINE]);
+        for triple in run_targets {
+            let s = section(&config, triple)
+                .unwrap_or_else(|| panic!("no [target.{triple}] in .cargo/config.toml"));
+            assert!(s.contains("linker = "), "{triple} has no linker");
+            assert!(s.contains("runner = "), "{triple} has no runner");
+        }
+    }
+
+    #[test]
+    fn qemu_runners_point_at_the_cross_sysroot_setup_installs() {
+        let config = config_toml();
+        for (triple, _) in QEMU_LINUX {
+            let s = section(&config, triple).unwrap();
+            let sysroot = s
+                .split('"')
+                .find(|part| part.starts_with("/usr/"))
+                .unwrap_or_else(|| panic!("{triple}'s runner has no -L /usr/<sysroot>"));
+            let linker = s
+                .split('"')
+                .find(|part| part.ends_with("-gcc"))
+                .unwrap_or_else(|| panic!("{triple} has no *-gcc linker"));
+            // aarch64-linux-gnu-gcc links against /usr/aarch64-linux-gnu.
+            assert_eq!(format!("/usr/{}", linker.trim_end_matches("-gcc")), sysroot);
+            let package = format!("gcc-{}", linker.trim_end_matches("-gcc"));
+            assert!(
+                APT_PACKAGES.contains(&package.as_str()),
+                "{package} is not installed by setup"
+            );
+        }
+    }
+
+    #[test]
+    fn rustup_targets_are_listed_once() {
+        let mut all = rustup_targets();
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), n);
+    }
+
+    #[test]
+    fn build_std_targets_are_not_also_rustup_targets() {
+        for t in BUILD_STD {
+            assert!(!rustup_targets().contains(t), "{t} needs no build-std");
+        }
+    }
+
+    #[test]
+    fn gcc_multilib_is_never_installed() {
+        assert!(!APT_PACKAGES.iter().any(|p| p.contains("multilib")));
+    }
+}
