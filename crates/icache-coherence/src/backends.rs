@@ -123,7 +123,11 @@ pub(crate) fn errno() -> i32 {
         let p = libc::__errno_location();
         #[cfg(any(target_os = "android", target_os = "netbsd", target_os = "openbsd"))]
         let p = libc::__errno();
-        #[cfg(any(target_vendor = "apple", target_os = "freebsd", target_os = "dragonfly"))]
+        #[cfg(any(
+            target_vendor = "apple",
+            target_os = "freebsd",
+            target_os = "dragonfly"
+        ))]
         let p = libc::__error();
         *p
     }

@@ -124,7 +124,14 @@ mod tests {
         ("QEMU -cpu max", 0x8003_8003, 32, 32, false, false),
         ("Neoverse-N1", 0xb444_c004, 64, 64, true, true),
         ("Cortex-A55", 0x9444_8004, 64, 64, true, false),
-        ("N1 with erratum 1542419 (4K pages)", 0x9444_c00a, 64, 4096, true, false),
+        (
+            "N1 with erratum 1542419 (4K pages)",
+            0x9444_c00a,
+            64,
+            4096,
+            true,
+            false,
+        ),
     ];
 
     #[test]

@@ -113,7 +113,10 @@ mod tests {
             prev = Some(line);
             covered_to = Some(line_last);
         });
-        assert!(covered_to.unwrap() >= last, "last byte {last:#x} not covered");
+        assert!(
+            covered_to.unwrap() >= last,
+            "last byte {last:#x} not covered"
+        );
         assert_eq!(visited, lines.count());
     }
 

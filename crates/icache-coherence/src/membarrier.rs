@@ -74,7 +74,11 @@ pub(crate) fn register(sys: impl Fn(i32) -> Result<i32, i32>) -> Result<(), Erro
             ))
         }
         Err(errno) => {
-            return Err(Error::os(QUERY, errno, "membarrier support could not be queried"))
+            return Err(Error::os(
+                QUERY,
+                errno,
+                "membarrier support could not be queried",
+            ))
         }
     };
     let needed = CMD_PRIVATE_EXPEDITED_SYNC_CORE | CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE;
@@ -182,21 +186,70 @@ mod tests {
     fn every_errno_sequence_gets_its_documented_result() {
         use ErrorKind::*;
         // (query, register, sync_core) -> (kind, call, errno)
-        let table: &[(Result<i32, i32>, Result<i32, i32>, Result<i32, i32>, ErrorKind, &str, Option<i32>)] = &[
+        let table: &[(
+            Result<i32, i32>,
+            Result<i32, i32>,
+            Result<i32, i32>,
+            ErrorKind,
+            &str,
+            Option<i32>,
+        )] = &[
             (Err(ENOSYS), Ok(0), Ok(0), Unsupported, QUERY, Some(ENOSYS)),
-            (Err(EPERM), Ok(0), Ok(0), PermissionDenied, QUERY, Some(EPERM)),
+            (
+                Err(EPERM),
+                Ok(0),
+                Ok(0),
+                PermissionDenied,
+                QUERY,
+                Some(EPERM),
+            ),
             (Err(EINVAL), Ok(0), Ok(0), Os, QUERY, Some(EINVAL)),
             (Err(14), Ok(0), Ok(0), Os, QUERY, Some(14)),
             // Linux 4.14/4.15: private expedited (8|16) but no SYNC_CORE.
             (Ok(0x1f), Ok(0), Ok(0), Unsupported, QUERY, None),
             // SYNC_CORE without its REGISTER bit is not usable either.
             (Ok(0x3f), Ok(0), Ok(0), Unsupported, QUERY, None),
-            (Ok(FULL_MASK), Err(EPERM), Ok(0), PermissionDenied, REGISTER, Some(EPERM)),
-            (Ok(FULL_MASK), Err(EINVAL), Ok(0), Unsupported, REGISTER, Some(EINVAL)),
+            (
+                Ok(FULL_MASK),
+                Err(EPERM),
+                Ok(0),
+                PermissionDenied,
+                REGISTER,
+                Some(EPERM),
+            ),
+            (
+                Ok(FULL_MASK),
+                Err(EINVAL),
+                Ok(0),
+                Unsupported,
+                REGISTER,
+                Some(EINVAL),
+            ),
             (Ok(FULL_MASK), Err(12), Ok(0), Os, REGISTER, Some(12)),
-            (Ok(FULL_MASK), Ok(0), Err(EPERM), PermissionDenied, SYNC_CORE, Some(EPERM)),
-            (Ok(FULL_MASK), Ok(0), Err(EINVAL), Unsupported, SYNC_CORE, Some(EINVAL)),
-            (Ok(FULL_MASK), Ok(0), Err(ENOSYS), Unsupported, SYNC_CORE, Some(ENOSYS)),
+            (
+                Ok(FULL_MASK),
+                Ok(0),
+                Err(EPERM),
+                PermissionDenied,
+                SYNC_CORE,
+                Some(EPERM),
+            ),
+            (
+                Ok(FULL_MASK),
+                Ok(0),
+                Err(EINVAL),
+                Unsupported,
+                SYNC_CORE,
+                Some(EINVAL),
+            ),
+            (
+                Ok(FULL_MASK),
+                Ok(0),
+                Err(ENOSYS),
+                Unsupported,
+                SYNC_CORE,
+                Some(ENOSYS),
+            ),
             (Ok(FULL_MASK), Ok(0), Err(4), Os, SYNC_CORE, Some(4)),
         ];
         for &(q, r, s, kind, call, errno) in table {

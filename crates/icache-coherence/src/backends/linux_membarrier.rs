@@ -10,11 +10,19 @@ use crate::error::Error;
 use crate::error::ErrorKind;
 use crate::membarrier::PipelineFlush;
 
-pub(crate) const PIPELINE_MECHANISM: &str = "membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE)";
+pub(crate) const PIPELINE_MECHANISM: &str =
+    "membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE)";
 
 fn membarrier(cmd: i32) -> Result<i32, i32> {
     // SAFETY: membarrier takes plain integers: (cmd, flags = 0, cpu_id = 0).
-    let ret = unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0 as libc::c_uint, 0 as libc::c_int) };
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_membarrier,
+            cmd,
+            0 as libc::c_uint,
+            0 as libc::c_int,
+        )
+    };
     if ret < 0 {
         Err(super::errno())
     } else {
@@ -41,7 +49,7 @@ fn android_guard() -> Result<(), Error> {
     let mut level = API_LEVEL.load(Relaxed);
     if level < 0 {
         let mut buf = [0 as libc::c_char; 92]; // PROP_VALUE_MAX
-        // SAFETY: the name is NUL-terminated and the buffer is PROP_VALUE_MAX long.
+                                               // SAFETY: the name is NUL-terminated and the buffer is PROP_VALUE_MAX long.
         let n = unsafe {
             libc::__system_property_get(c"ro.build.version.sdk".as_ptr(), buf.as_mut_ptr())
         };
