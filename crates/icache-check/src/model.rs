@@ -395,7 +395,7 @@ impl Model {
         let iallu = vc.pending_iallu.take();
         let ialluis = vc.pending_ialluis.take();
 
-        let mut clean = |w: &mut Word, issued: u64| {
+        let clean = |w: &mut Word, issued: u64| {
             if w.stored != 0 && w.stored < issued && w.cleaned == 0 {
                 w.cleaned = now;
                 if dic {

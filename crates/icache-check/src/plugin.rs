@@ -1,0 +1,359 @@
+//! QEMU glue: turns TCG plugin callbacks (plugin API version 1, as offered by
+//! Debian's qemu-user 7.2) into events for [`Model`].
+//!
+//! # What is instrumented, and why deciding it at translation time is sound
+//!
+//! * Every store gets a memory callback (`QEMU_PLUGIN_MEM_W`). QEMU emits the
+//!   callback only for instructions that really access memory.
+//! * Executions are watched only for maintenance, barrier and `svc`
+//!   instructions (decided from the instruction word), for the instruction
+//!   right after a `dc`/`ic` (to read its address register, see below), and
+//!   for every instruction in a page the guest has stored to.
+//!
+//! The last choice is made when QEMU translates a block. That is sound because
+//! in user mode QEMU write-protects every guest page it has translated code
+//! from; the first store to such a page faults, and QEMU's handler
+//! (`page_unprotect` -> `tb_invalidate_phys_page` in
+//! `accel/tcg/translate-all.c`, QEMU 7.2) throws away every translation of that
+//! page before the store completes. So code that runs after a store to its
+//! page always runs from a new translation, made after our store callback
+//! marked the page. Two gaps remain, both documented in the README: a block
+//! translated by another thread between a store and its callback, and code
+//! written through a second mapping of the same memory (QEMU 7.2 misses those
+//! writes itself).
+//!
+//! # Reading the address operand of `dc` / `ic`
+//!
+//! API version 1 gives plugins no register access, and QEMU translates `dc
+//! cvau` and `ic ivau` as no-ops without a memory access. The callback
+//! therefore reads the guest register file itself:
+//!
+//! * TCG keeps the pointer to the guest `CPUARMState` in a fixed host
+//!   register for the whole block (`TCG_AREG0`: `rbp` on x86-64, see
+//!   `tcg/i386/tcg-target.h`). The instruction callback is called directly from
+//!   the generated code, so a naked shim captures that register and passes it
+//!   on. In `CPUARMState`, `xregs[32]` follows `uint32_t regs[16]`
+//!   (`target/arm/cpu.h`), so `Xn` is at byte offset `64 + 8 n`.
+//! * The callback helper is declared `TCG_CALL_NO_RWG`, so a register written
+//!   earlier in the same block may live only in a host register. The
+//!   translation of `dc`/`ic` at EL0 calls `helper_access_check_cp_reg` first
+//!   (the `SCTLR_EL1.UCI` check), which is a full call and stores every guest
+//!   register back to `CPUARMState`. The plugin therefore reads `Xt` in the
+//!   callback of the *next* instruction of the block. When the `dc`/`ic` is the
+//!   last instruction of its block, no later write to `Xt` exists in that
+//!   block, so TCG already stored it at its last write, and the callback of the
+//!   `dc`/`ic` itself reads it.
+//! * Self-check: every `svc` callback reads `X8`, and the following syscall
+//!   callback compares it with the syscall number QEMU reports. Any mismatch
+//!   (or no check at all) is printed as an error and makes the runner fail, so
+//!   a QEMU build with a different layout cannot pass silently.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::{c_uint, c_void, CString};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use qemu_plugin::install::{Args, Info, Value};
+use qemu_plugin::plugin::{HasCallbacks, Register};
+use qemu_plugin::sys::{
+    qemu_plugin_cb_flags, qemu_plugin_id_t, qemu_plugin_insn_data, qemu_plugin_insn_size,
+    qemu_plugin_insn_vaddr, qemu_plugin_mem_is_store, qemu_plugin_mem_rw,
+    qemu_plugin_mem_size_shift, qemu_plugin_meminfo_t, qemu_plugin_outs,
+    qemu_plugin_register_atexit_cb, qemu_plugin_register_vcpu_init_cb,
+    qemu_plugin_register_vcpu_insn_exec_cb, qemu_plugin_register_vcpu_mem_cb,
+    qemu_plugin_register_vcpu_syscall_cb, qemu_plugin_register_vcpu_syscall_ret_cb,
+    qemu_plugin_register_vcpu_tb_trans_cb, qemu_plugin_tb, qemu_plugin_tb_get_insn,
+    qemu_plugin_tb_n_insns,
+};
+use qemu_plugin::{register, PluginId};
+
+use crate::decode::{decode, Insn};
+use crate::model::{Config, Missing, Model};
+
+#[cfg(not(target_arch = "x86_64"))]
+compile_error!(
+    "the icache-check plugin reads guest registers through TCG's env register and \
+     supports only x86-64 hosts"
+);
+
+/// Distinct violation lines printed before the rest are only counted.
+const MAX_PRINTED: usize = 1000;
+
+/// What the callback of one translated instruction has to do.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Desc {
+    pc: u64,
+    insn: Insn,
+    /// The instruction is in a stored-to page: check its execution.
+    check: bool,
+    /// `insn` is a `dc`/`ic` that ends its block: read its register now.
+    read_own_operand: bool,
+    /// The previous instruction was a `dc`/`ic`: apply it now.
+    prev: Option<Insn>,
+}
+
+struct Inner {
+    model: Model,
+    /// Callback descriptors, interned so retranslation does not leak.
+    descs: HashMap<Desc, &'static Desc>,
+    printed: HashSet<(u32, u64, Missing, u64)>,
+    /// `X8` seen by each vCPU's last `svc`, for the register self-check.
+    svc_x8: Vec<Option<u64>>,
+    x8_checks: u64,
+    x8_mismatches: u64,
+}
+
+struct State {
+    inner: Mutex<Inner>,
+}
+
+static STATE: OnceLock<State> = OnceLock::new();
+
+fn lock() -> Option<MutexGuard<'static, Inner>> {
+    let st = STATE.get()?;
+    Some(st.inner.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+fn outs(text: &str) {
+    if let Ok(c) = CString::new(format!("{text}\n")) {
+        // SAFETY: `c` is a valid NUL-terminated string for the call's duration.
+        unsafe { qemu_plugin_outs(c.as_ptr()) };
+    }
+}
+
+/// Reads guest register `Xn` (31 reads as zero, as `XZR` in `dc`/`ic`).
+///
+/// # Safety
+/// `env` must be the `CPUARMState` pointer captured by [`exec_shim`].
+unsafe fn xreg(env: *const u8, n: u8) -> u64 {
+    if n >= 31 {
+        return 0;
+    }
+    // SAFETY: xregs[n] lies inside CPUARMState (see the module docs).
+    unsafe { std::ptr::read_volatile(env.add(64 + 8 * n as usize) as *const u64) }
+}
+
+fn parse_config(args: &Args) -> Result<Config, String> {
+    let mut cfg = Config::from_ctr_el0(0x8444_c004);
+    for (key, value) in &args.parsed {
+        match (key.as_str(), value) {
+            ("dline", Value::Integer(n)) => cfg.dline = *n as u64,
+            ("iline", Value::Integer(n)) => cfg.iline = *n as u64,
+            ("idc", Value::Bool(b)) => cfg.idc = *b,
+            ("dic", Value::Bool(b)) => cfg.dic = *b,
+            _ => return Err(format!("unknown or malformed plugin argument {key}")),
+        }
+    }
+    for (name, n) in [("dline", cfg.dline), ("iline", cfg.iline)] {
+        if !n.is_power_of_two() || !(4..=2048).contains(&n) {
+            return Err(format!("{name}={n} is not a cache line size"));
+        }
+    }
+    Ok(cfg)
+}
+
+struct IcacheCheck;
+
+impl HasCallbacks for IcacheCheck {}
+
+impl Register for IcacheCheck {
+    fn register_default(
+        &mut self,
+        id: PluginId,
+        args: &Args,
+        _info: &Info,
+    ) -> qemu_plugin::Result<()> {
+        let cfg = parse_config(args).unwrap_or_else(|e| {
+            eprintln!("icache-check: error: {e} (expected dline=N,iline=N,idc=on|off,dic=on|off)");
+            std::process::exit(2);
+        });
+        let inner = Inner {
+            model: Model::new(cfg),
+            descs: HashMap::new(),
+            printed: HashSet::new(),
+            svc_x8: Vec::new(),
+            x8_checks: 0,
+            x8_mismatches: 0,
+        };
+        let _ = STATE.set(State {
+            inner: Mutex::new(inner),
+        });
+        // SAFETY: plain registrations of `extern "C"` callbacks with the
+        // signatures the API version 1 header declares.
+        unsafe {
+            qemu_plugin_register_vcpu_init_cb(id, Some(vcpu_init));
+            qemu_plugin_register_vcpu_tb_trans_cb(id, Some(tb_trans));
+            qemu_plugin_register_vcpu_syscall_cb(id, Some(syscall));
+            qemu_plugin_register_vcpu_syscall_ret_cb(id, Some(syscall_ret));
+            qemu_plugin_register_atexit_cb(id, Some(at_exit), std::ptr::null_mut());
+        }
+        Ok(())
+    }
+}
+
+register!(IcacheCheck);
+
+unsafe extern "C" fn vcpu_init(_id: qemu_plugin_id_t, vcpu: c_uint) {
+    if let Some(mut g) = lock() {
+        g.model.vcpu_start(vcpu);
+    }
+}
+
+unsafe extern "C" fn tb_trans(_id: qemu_plugin_id_t, tb: *mut qemu_plugin_tb) {
+    let Some(mut g) = lock() else { return };
+    // SAFETY: `tb` is valid for the duration of this callback.
+    let n = unsafe { qemu_plugin_tb_n_insns(tb) };
+    let mut prev = None;
+    for i in 0..n {
+        // SAFETY: i < n; the handle and its data live until the callback returns.
+        let (handle, pc, word) = unsafe {
+            let handle = qemu_plugin_tb_get_insn(tb, i);
+            let pc = qemu_plugin_insn_vaddr(handle);
+            let data = qemu_plugin_insn_data(handle) as *const u8;
+            let word = if qemu_plugin_insn_size(handle) == 4 {
+                u32::from_le_bytes(std::ptr::read_unaligned(data as *const [u8; 4]))
+            } else {
+                0
+            };
+            (handle, pc, word)
+        };
+        // SAFETY: registering a store callback; userdata is the PC as a number.
+        unsafe {
+            qemu_plugin_register_vcpu_mem_cb(
+                handle,
+                Some(mem_cb),
+                qemu_plugin_cb_flags::QEMU_PLUGIN_CB_NO_REGS,
+                qemu_plugin_mem_rw::QEMU_PLUGIN_MEM_W,
+                pc as *mut c_void,
+            );
+        }
+        let insn = decode(word);
+        let last = i + 1 == n;
+        let desc = Desc {
+            pc,
+            insn,
+            check: g.model.page_is_stored(pc),
+            read_own_operand: last && insn.address_register().is_some(),
+            prev,
+        };
+        prev = insn.address_register().map(|_| insn);
+        if !(desc.check || insn.is_interesting() || desc.prev.is_some()) {
+            continue;
+        }
+        let interned: &'static Desc = g
+            .descs
+            .entry(desc)
+            .or_insert_with(|| Box::leak(Box::new(desc)));
+        // SAFETY: the descriptor is never freed, so the pointer stays valid.
+        unsafe {
+            qemu_plugin_register_vcpu_insn_exec_cb(
+                handle,
+                Some(exec_shim),
+                qemu_plugin_cb_flags::QEMU_PLUGIN_CB_R_REGS,
+                interned as *const Desc as *mut c_void,
+            );
+        }
+    }
+}
+
+unsafe extern "C" fn mem_cb(vcpu: c_uint, info: qemu_plugin_meminfo_t, vaddr: u64, pc: *mut c_void) {
+    // SAFETY: `info` comes straight from QEMU.
+    let (store, shift) = unsafe { (qemu_plugin_mem_is_store(info), qemu_plugin_mem_size_shift(info)) };
+    if !store {
+        return;
+    }
+    if let Some(mut g) = lock() {
+        g.model.store(vcpu, vaddr, 1 << shift, pc as u64);
+    }
+}
+
+/// Entered straight from TCG-generated code with `rbp` = the guest
+/// `CPUARMState` (TCG_AREG0); passes it as a third argument to [`exec_cb`].
+#[unsafe(naked)]
+unsafe extern "C" fn exec_shim(_vcpu: c_uint, _desc: *mut c_void) {
+    core::arch::naked_asm!("mov rdx, rbp", "jmp {cb}", cb = sym exec_cb)
+}
+
+unsafe extern "C" fn exec_cb(vcpu: c_uint, desc: *mut c_void, env: *const u8) {
+    // SAFETY: `desc` is an interned, leaked `Desc` (see `tb_trans`).
+    let d = unsafe { &*(desc as *const Desc) };
+    let Some(mut g) = lock() else { return };
+    if let Some(prev) = d.prev {
+        let rt = prev.address_register().unwrap_or(31);
+        // SAFETY: `env` was captured by `exec_shim`.
+        let addr = unsafe { xreg(env, rt) };
+        g.model.maintenance(vcpu, prev, addr);
+    }
+    if d.check {
+        if let Some(v) = g.model.execute(vcpu, d.pc) {
+            let key = (v.vcpu, v.pc, v.missing, v.store_pc);
+            if g.printed.len() < MAX_PRINTED && g.printed.insert(key) {
+                outs(&v.to_string());
+                if g.printed.len() == MAX_PRINTED {
+                    outs("icache-check: further distinct violations are counted but not shown");
+                }
+            }
+        }
+    }
+    match d.insn {
+        Insn::DcClean { rt, .. } | Insn::IcIvau { rt } => {
+            if d.read_own_operand {
+                // SAFETY: as above.
+                let addr = unsafe { xreg(env, rt) };
+                g.model.maintenance(vcpu, d.insn, addr);
+            }
+        }
+        Insn::Svc => {
+            // SAFETY: as above.
+            let x8 = unsafe { xreg(env, 8) };
+            let i = vcpu as usize;
+            if g.svc_x8.len() <= i {
+                g.svc_x8.resize(i + 1, None);
+            }
+            g.svc_x8[i] = Some(x8);
+        }
+        Insn::Other => {}
+        other => g.model.maintenance(vcpu, other, 0),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C" fn syscall(
+    _id: qemu_plugin_id_t,
+    vcpu: c_uint,
+    num: i64,
+    a1: u64,
+    a2: u64,
+    a3: u64,
+    _a4: u64,
+    _a5: u64,
+    _a6: u64,
+    _a7: u64,
+    _a8: u64,
+) {
+    let Some(mut g) = lock() else { return };
+    if let Some(x8) = g.svc_x8.get_mut(vcpu as usize).and_then(Option::take) {
+        g.x8_checks += 1;
+        if x8 != num as u64 {
+            g.x8_mismatches += 1;
+        }
+    }
+    g.model.syscall(vcpu, num, [a1, a2, a3]);
+}
+
+unsafe extern "C" fn syscall_ret(_id: qemu_plugin_id_t, vcpu: c_uint, num: i64, ret: i64) {
+    if let Some(mut g) = lock() {
+        g.model.syscall_return(vcpu, num, ret);
+    }
+}
+
+unsafe extern "C" fn at_exit(_id: qemu_plugin_id_t, _data: *mut c_void) {
+    let Some(g) = lock() else { return };
+    if g.x8_checks == 0 || g.x8_mismatches != 0 {
+        outs(&format!(
+            "icache-check: error: guest register reads failed the self-check \
+             ({} of {} svc checks wrong); this QEMU build is not supported",
+            g.x8_mismatches, g.x8_checks
+        ));
+    }
+    outs(&g.model.counts().to_string());
+}
