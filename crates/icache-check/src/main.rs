@@ -1,1 +1,308 @@
-fn main() {}
+//! `icache-check`: runs an AArch64 Linux program under `qemu-aarch64` with the
+//! icache-check plugin and exits non-zero when the plugin saw a violation.
+//!
+//! ```text
+//! icache-check [--cpu MODEL] [--idc] [--dic] [--plugin PATH] -- PROGRAM [ARGS...]
+//! ```
+//!
+//! It works as a cargo runner, because cargo appends the program and its
+//! arguments:
+//!
+//! ```text
+//! CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="/abs/target/release/icache-check --cpu a64fx --" \
+//!     cargo test --target aarch64-unknown-linux-gnu
+//! ```
+//!
+//! Exit status: the program's own status (128 + N if signal N killed it),
+//! except [`EXIT_VIOLATIONS`] when the plugin reported any violation and
+//! [`EXIT_CHECKER_FAILED`] when the checker itself could not do its job.
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// Exit status when the plugin reported at least one violation. 86 is unused by
+/// common tools and far from the 128 + signal range.
+pub const EXIT_VIOLATIONS: u8 = 86;
+/// Exit status when the checker could not run or could not trust its own
+/// results (bad usage, QEMU missing, plugin not loaded, register self-check
+/// failed).
+pub const EXIT_CHECKER_FAILED: u8 = 87;
+
+/// CTR_EL0 as QEMU 7.2's `qemu-aarch64 -cpu MODEL` reports it to the guest,
+/// measured with a program that prints `mrs x0, ctr_el0` for each model in
+/// `qemu-aarch64 -cpu help`. None sets IDC (bit 28) or DIC (bit 29).
+const CPU_MODELS: &[(&str, u64)] = &[
+    ("a64fx", 0x8666_8006),
+    ("cortex-a35", 0x8444_8004),
+    ("cortex-a53", 0x8444_8004),
+    ("cortex-a57", 0x8444_c004),
+    ("cortex-a72", 0x8444_c004),
+    ("cortex-a76", 0x8444_c004),
+    ("max", 0x8003_8003),
+    ("neoverse-n1", 0x8444_c004),
+];
+
+const DEFAULT_CPU: &str = "cortex-a72";
+const DEFAULT_LD_PREFIX: &str = "/usr/aarch64-linux-gnu";
+const USAGE: &str = "usage: icache-check [--cpu MODEL] [--idc] [--dic] [--plugin PATH] -- PROGRAM [ARGS...]";
+
+/// The parsed command line.
+#[derive(Debug, PartialEq, Eq)]
+struct Options {
+    cpu: String,
+    idc: bool,
+    dic: bool,
+    plugin: Option<PathBuf>,
+    program: Vec<OsString>,
+}
+
+fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Options, String> {
+    let mut opts = Options {
+        cpu: DEFAULT_CPU.to_string(),
+        idc: false,
+        dic: false,
+        plugin: None,
+        program: Vec::new(),
+    };
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let text = arg.to_string_lossy().into_owned();
+        let mut value = |name: &str| -> Result<OsString, String> {
+            match text.strip_prefix(&format!("{name}=")) {
+                Some(v) => Ok(v.into()),
+                None => args.next().ok_or(format!("{name} needs a value")),
+            }
+        };
+        match text.as_str() {
+            "--" => break,
+            "--idc" => opts.idc = true,
+            "--dic" => opts.dic = true,
+            "-h" | "--help" => return Err(USAGE.to_string()),
+            t if t == "--cpu" || t.starts_with("--cpu=") => {
+                opts.cpu = value("--cpu")?.to_string_lossy().into_owned();
+            }
+            t if t == "--plugin" || t.starts_with("--plugin=") => {
+                opts.plugin = Some(value("--plugin")?.into());
+            }
+            t if t.starts_with('-') => return Err(format!("unknown option {t}\n{USAGE}")),
+            _ => {
+                opts.program.push(arg);
+                break;
+            }
+        }
+    }
+    opts.program.extend(args);
+    if opts.program.is_empty() {
+        return Err(format!("no program given\n{USAGE}"));
+    }
+    Ok(opts)
+}
+
+/// The plugin argument string for a CPU model, or an error naming the known
+/// models.
+fn plugin_args(cpu: &str, idc: bool, dic: bool) -> Result<String, String> {
+    let Some(&(_, ctr)) = CPU_MODELS.iter().find(|(name, _)| *name == cpu) else {
+        let known: Vec<&str> = CPU_MODELS.iter().map(|(n, _)| *n).collect();
+        return Err(format!("unknown CPU model {cpu}; known: {}", known.join(", ")));
+    };
+    let dline = 4u64 << ((ctr >> 16) & 0xf);
+    let iline = 4u64 << (ctr & 0xf);
+    let idc = idc || ctr & (1 << 28) != 0;
+    let dic = dic || ctr & (1 << 29) != 0;
+    let onoff = |b: bool| if b { "on" } else { "off" };
+    Ok(format!(
+        "dline={dline},iline={iline},idc={},dic={}",
+        onoff(idc),
+        onoff(dic)
+    ))
+}
+
+/// What the plugin's log says.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Report {
+    /// Summary lines seen (one per process that ran to its exit).
+    summaries: u64,
+    /// Sum of the violation counts of all summaries.
+    violations: u64,
+    /// The plugin printed an `icache-check: error:` line.
+    error: bool,
+}
+
+fn parse_log(log: &str) -> Report {
+    let mut report = Report::default();
+    for line in log.lines() {
+        if line.starts_with("icache-check: error:") {
+            report.error = true;
+        }
+        let Some(rest) = line.strip_prefix("icache-check: ") else {
+            continue;
+        };
+        let Some((n, tail)) = rest.split_once(" violations, ") else {
+            continue;
+        };
+        if let (Ok(n), true) = (n.parse::<u64>(), tail.ends_with(" vCPUs")) {
+            report.summaries += 1;
+            report.violations += n;
+        }
+    }
+    report
+}
+
+fn default_plugin() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
+    let dir = exe.parent().unwrap_or(Path::new("."));
+    Ok(dir.join("libicache_check.so"))
+}
+
+fn fail(msg: &str) -> ExitCode {
+    eprintln!("icache-check: error: {msg}");
+    ExitCode::from(EXIT_CHECKER_FAILED)
+}
+
+fn main() -> ExitCode {
+    let opts = match parse_args(std::env::args_os().skip(1)) {
+        Ok(o) => o,
+        Err(e) => return fail(&e),
+    };
+    let pargs = match plugin_args(&opts.cpu, opts.idc, opts.dic) {
+        Ok(a) => a,
+        Err(e) => return fail(&e),
+    };
+    let plugin = match opts.plugin.clone().map_or_else(default_plugin, Ok) {
+        Ok(p) => p,
+        Err(e) => return fail(&e),
+    };
+    if !plugin.is_file() {
+        return fail(&format!(
+            "plugin {} not found (build it with `cargo build -p icache-check`, or pass --plugin)",
+            plugin.display()
+        ));
+    }
+    let ld_prefix = std::env::var_os("QEMU_LD_PREFIX").unwrap_or_else(|| DEFAULT_LD_PREFIX.into());
+    let qemu = std::env::var_os("ICACHE_CHECK_QEMU").unwrap_or_else(|| "qemu-aarch64".into());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let log_path = std::env::temp_dir().join(format!(
+        "icache-check-{}-{nanos}.log",
+        std::process::id()
+    ));
+    let mut plugin_arg = OsString::from(plugin.as_os_str());
+    plugin_arg.push(format!(",{pargs}"));
+
+    let status = Command::new(&qemu)
+        .arg("-cpu")
+        .arg(&opts.cpu)
+        .arg("-L")
+        .arg(&ld_prefix)
+        .arg("-plugin")
+        .arg(&plugin_arg)
+        .arg("-d")
+        .arg("plugin")
+        .arg("-D")
+        .arg(&log_path)
+        .args(&opts.program)
+        .status();
+    let status = match status {
+        Ok(s) => s,
+        Err(e) => {
+            return fail(&format!(
+                "cannot run {}: {e} (install Debian's qemu-user)",
+                qemu.to_string_lossy()
+            ))
+        }
+    };
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&log_path);
+    let _ = std::io::stderr().write_all(log.as_bytes());
+    let report = parse_log(&log);
+
+    let program_code = match (status.code(), status.signal()) {
+        (Some(c), _) => c.clamp(0, 255) as u8,
+        (None, Some(sig)) => (128 + sig).clamp(0, 255) as u8,
+        _ => EXIT_CHECKER_FAILED,
+    };
+    if report.error {
+        return ExitCode::from(EXIT_CHECKER_FAILED);
+    }
+    if report.violations > 0 {
+        let mut msg = String::new();
+        let _ = write!(
+            msg,
+            "icache-check: {} violation(s): exiting with {EXIT_VIOLATIONS} (the program's own status was {program_code})",
+            report.violations
+        );
+        eprintln!("{msg}");
+        return ExitCode::from(EXIT_VIOLATIONS);
+    }
+    if report.summaries == 0 && program_code == 0 {
+        return fail("the plugin printed no summary; did QEMU load it?");
+    }
+    ExitCode::from(program_code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<OsString> {
+        s.split_whitespace().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn cargo_runner_form_parses_options_then_program() {
+        let o = parse_args(args("--cpu a64fx -- /t/test --exact foo")).unwrap();
+        assert_eq!(o.cpu, "a64fx");
+        assert_eq!(o.program, args("/t/test --exact foo"));
+    }
+
+    #[test]
+    fn program_options_after_the_program_are_not_ours() {
+        let o = parse_args(args("--idc ./prog --dic --cpu=max")).unwrap();
+        assert!(o.idc && !o.dic);
+        assert_eq!(o.cpu, DEFAULT_CPU);
+        assert_eq!(o.program, args("./prog --dic --cpu=max"));
+    }
+
+    #[test]
+    fn equals_forms_and_plugin_override_parse() {
+        let o = parse_args(args("--cpu=max --plugin=/x/p.so --dic -- a")).unwrap();
+        assert_eq!((o.cpu.as_str(), o.dic), ("max", true));
+        assert_eq!(o.plugin, Some(PathBuf::from("/x/p.so")));
+    }
+
+    #[test]
+    fn missing_program_and_unknown_options_are_errors() {
+        assert!(parse_args(args("--cpu max --")).is_err());
+        assert!(parse_args(args("--frobnicate -- a")).is_err());
+        assert!(parse_args(args("--cpu")).is_err());
+    }
+
+    #[test]
+    fn cpu_models_give_their_line_sizes() {
+        let want = "dline=64,iline=64,idc=off,dic=off";
+        assert_eq!(plugin_args("cortex-a72", false, false).unwrap(), want);
+        let want = "dline=256,iline=256,idc=off,dic=off";
+        assert_eq!(plugin_args("a64fx", false, false).unwrap(), want);
+        let want = "dline=32,iline=32,idc=on,dic=on";
+        assert_eq!(plugin_args("max", true, true).unwrap(), want);
+        assert!(plugin_args("cortex-a99", false, false).unwrap_err().contains("cortex-a72"));
+    }
+
+    #[test]
+    fn log_summaries_are_summed_and_errors_noticed() {
+        let log = "icache-check: violation: vCPU 0 executed 0x10: not cleaned\n\
+                   icache-check: 2 violations, 4 code stores, 6 maintenance ops, 2 vCPUs\n\
+                   icache-check: 1 violations, 0 code stores, 0 maintenance ops, 1 vCPUs\n";
+        let r = parse_log(log);
+        assert_eq!((r.summaries, r.violations, r.error), (2, 3, false));
+        let r = parse_log("icache-check: error: self-check failed\n");
+        assert!(r.error);
+        assert_eq!(parse_log("hello\n"), Report::default());
+    }
+}

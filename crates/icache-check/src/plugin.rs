@@ -348,12 +348,14 @@ unsafe extern "C" fn syscall_ret(_id: qemu_plugin_id_t, vcpu: c_uint, num: i64, 
 
 unsafe extern "C" fn at_exit(_id: qemu_plugin_id_t, _data: *mut c_void) {
     let Some(g) = lock() else { return };
-    if g.x8_checks == 0 || g.x8_mismatches != 0 {
+    if g.x8_mismatches != 0 {
         outs(&format!(
             "icache-check: error: guest register reads failed the self-check \
              ({} of {} svc checks wrong); this QEMU build is not supported",
             g.x8_mismatches, g.x8_checks
         ));
+    } else if g.x8_checks == 0 {
+        outs("icache-check: warning: the guest made no system call, so the register self-check did not run");
     }
     outs(&g.model.counts().to_string());
 }
