@@ -1,0 +1,145 @@
+//! Builds the guest fixture `fixtures/jit.c` in each of its variants, runs it
+//! under the `icache-check` runner, and checks that exactly the expected
+//! violations are reported.
+//!
+//! Needs `aarch64-linux-gnu-gcc` (Debian: gcc-aarch64-linux-gnu,
+//! libc6-dev-arm64-cross) and `qemu-aarch64` (Debian: qemu-user). Missing tools
+//! fail the test with a message; they never make it pass.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const RUNNER: &str = env!("CARGO_BIN_EXE_icache-check");
+const EXIT_VIOLATIONS: i32 = 86;
+
+const NOT_CLEANED: &str = "not cleaned";
+const NOT_INVALIDATED: &str = "not invalidated";
+const NO_SYNC: &str = "no context synchronization on this vCPU";
+
+fn require(tool: &str, package: &str) {
+    let found = Command::new(tool).arg("--version").output().is_ok();
+    assert!(
+        found,
+        "{tool} is missing: install the Debian package {package} to run the fixture tests"
+    );
+}
+
+/// The plugin built for this test run. Cargo builds the library (with its
+/// `cdylib` type) into `deps/` before integration tests, but copies it next to
+/// the runner only on `cargo build`, where it may be stale; prefer `deps/`.
+fn plugin() -> PathBuf {
+    let dir = Path::new(RUNNER).parent().expect("runner directory");
+    let candidates = [dir.join("deps/libicache_check.so"), dir.join("libicache_check.so")];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| panic!("no libicache_check.so in {}", dir.display()))
+}
+
+fn build(bug: u32) -> PathBuf {
+    require("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu and libc6-dev-arm64-cross");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/jit.c");
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("jit-bug{bug}"));
+    let status = Command::new("aarch64-linux-gnu-gcc")
+        .args(["-O2", "-static", "-pthread", &format!("-DBUG={bug}"), "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("run aarch64-linux-gnu-gcc");
+    assert!(status.success(), "building fixture variant {bug} failed");
+    out
+}
+
+/// Runs variant `bug` on `cpu` and returns (exit code, [(vCPU, missing step)]).
+fn run(bug: u32, cpu: &str) -> (i32, Vec<(u32, String)>) {
+    require("qemu-aarch64", "qemu-user");
+    let program = build(bug);
+    let out = Command::new(RUNNER)
+        .args(["--cpu", cpu, "--plugin"])
+        .arg(plugin())
+        .arg("--")
+        .arg(&program)
+        .output()
+        .expect("run icache-check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The fixture checks that QEMU ran the new code on both threads.
+    assert!(
+        stdout.contains("main=21 thread=21"),
+        "fixture {bug} misbehaved on {cpu}:\n{stdout}\n{stderr}"
+    );
+    let mut found = Vec::new();
+    let mut summary = None;
+    for line in stderr.lines() {
+        if let Some(rest) = line.strip_prefix("icache-check: violation: vCPU ") {
+            let (vcpu, rest) = rest.split_once(' ').unwrap();
+            let missing = rest.split_once(": ").unwrap().1;
+            let missing = missing.split(" (stored by").next().unwrap();
+            found.push((vcpu.parse().unwrap(), missing.to_string()));
+        } else if line.contains(" violations, ") && line.ends_with(" vCPUs") {
+            summary = Some(line.to_string());
+        }
+    }
+    let summary = summary.unwrap_or_else(|| panic!("no summary line for {bug}:\n{stderr}"));
+    let want = format!("icache-check: {} violations, ", found.len());
+    assert!(summary.starts_with(&want), "{summary} vs {} reports", found.len());
+    assert!(summary.ends_with(" 2 vCPUs"), "{summary}");
+    (out.status.code().unwrap_or(-1), found)
+}
+
+fn expect(bug: u32, want: &[(u32, &str)]) {
+    for cpu in ["cortex-a72", "a64fx", "max"] {
+        let (code, mut found) = run(bug, cpu);
+        found.sort();
+        let want: Vec<(u32, String)> = want.iter().map(|&(v, m)| (v, m.to_string())).collect();
+        assert_eq!(found, want, "variant {bug} on {cpu}");
+        let want_code = if want.is_empty() { 0 } else { EXIT_VIOLATIONS };
+        assert_eq!(code, want_code, "exit status of variant {bug} on {cpu}");
+    }
+}
+
+#[test]
+fn correct_sequence_reports_nothing() {
+    expect(0, &[]);
+}
+
+#[test]
+fn missing_clean_is_flagged_on_both_threads() {
+    expect(1, &[(0, NOT_CLEANED), (1, NOT_CLEANED)]);
+}
+
+#[test]
+fn missing_first_dsb_is_flagged_as_not_invalidated() {
+    expect(2, &[(0, NOT_INVALIDATED), (1, NOT_INVALIDATED)]);
+}
+
+#[test]
+fn missing_invalidate_is_flagged() {
+    expect(3, &[(0, NOT_INVALIDATED), (1, NOT_INVALIDATED)]);
+}
+
+#[test]
+fn missing_second_dsb_is_flagged() {
+    expect(4, &[(0, NOT_INVALIDATED), (1, NOT_INVALIDATED)]);
+}
+
+#[test]
+fn missing_isb_is_flagged_on_the_writer_only() {
+    expect(5, &[(0, NO_SYNC)]);
+}
+
+#[test]
+fn missing_pipeline_flush_is_flagged_on_the_second_thread() {
+    expect(6, &[(1, NO_SYNC)]);
+}
+
+#[test]
+fn unaligned_flush_that_misses_a_line_is_flagged() {
+    expect(7, &[(0, NOT_CLEANED), (1, NOT_CLEANED)]);
+}
+
+#[test]
+fn unrolled_correct_flush_reports_nothing() {
+    expect(8, &[]);
+}
