@@ -23,7 +23,7 @@
 //!
 //! ```
 //! # fn main() -> std::io::Result<()> {
-//! # #[cfg(all(unix, any(target_arch = "x86_64", target_arch = "aarch64")))] {
+//! # #[cfg(all(unix, not(miri), any(target_arch = "x86_64", target_arch = "aarch64")))] {
 //! use core::ffi::c_void;
 //!
 //! // `mov eax, 42; ret` or `mov w0, #42; ret`
@@ -90,7 +90,10 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backends;
-#[cfg(any(test, target_arch = "aarch64"))]
+#[cfg(any(
+    test,
+    all(target_arch = "aarch64", not(miri), not(windows), not(target_vendor = "apple"))
+))]
 mod ctr_el0;
 mod error;
 mod lines;
