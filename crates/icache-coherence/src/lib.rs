@@ -92,7 +92,12 @@
 mod backends;
 #[cfg(any(
     test,
-    all(target_arch = "aarch64", not(miri), not(windows), not(target_vendor = "apple"))
+    all(
+        target_arch = "aarch64",
+        not(miri),
+        not(windows),
+        not(target_vendor = "apple")
+    )
 ))]
 mod ctr_el0;
 mod error;

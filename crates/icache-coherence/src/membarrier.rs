@@ -186,73 +186,61 @@ mod tests {
     fn every_errno_sequence_gets_its_documented_result() {
         use ErrorKind::*;
         // (query, register, sync_core) -> (kind, call, errno)
-        let table: &[(
-            Result<i32, i32>,
-            Result<i32, i32>,
-            Result<i32, i32>,
-            ErrorKind,
-            &str,
-            Option<i32>,
-        )] = &[
-            (Err(ENOSYS), Ok(0), Ok(0), Unsupported, QUERY, Some(ENOSYS)),
+        type Answer = Result<i32, i32>;
+        type Expected = (ErrorKind, &'static str, Option<i32>);
+        let table: &[(Answer, Answer, Answer, Expected)] = &[
+            (
+                Err(ENOSYS),
+                Ok(0),
+                Ok(0),
+                (Unsupported, QUERY, Some(ENOSYS)),
+            ),
             (
                 Err(EPERM),
                 Ok(0),
                 Ok(0),
-                PermissionDenied,
-                QUERY,
-                Some(EPERM),
+                (PermissionDenied, QUERY, Some(EPERM)),
             ),
-            (Err(EINVAL), Ok(0), Ok(0), Os, QUERY, Some(EINVAL)),
-            (Err(14), Ok(0), Ok(0), Os, QUERY, Some(14)),
+            (Err(EINVAL), Ok(0), Ok(0), (Os, QUERY, Some(EINVAL))),
+            (Err(14), Ok(0), Ok(0), (Os, QUERY, Some(14))),
             // Linux 4.14/4.15: private expedited (8|16) but no SYNC_CORE.
-            (Ok(0x1f), Ok(0), Ok(0), Unsupported, QUERY, None),
+            (Ok(0x1f), Ok(0), Ok(0), (Unsupported, QUERY, None)),
             // SYNC_CORE without its REGISTER bit is not usable either.
-            (Ok(0x3f), Ok(0), Ok(0), Unsupported, QUERY, None),
+            (Ok(0x3f), Ok(0), Ok(0), (Unsupported, QUERY, None)),
             (
                 Ok(FULL_MASK),
                 Err(EPERM),
                 Ok(0),
-                PermissionDenied,
-                REGISTER,
-                Some(EPERM),
+                (PermissionDenied, REGISTER, Some(EPERM)),
             ),
             (
                 Ok(FULL_MASK),
                 Err(EINVAL),
                 Ok(0),
-                Unsupported,
-                REGISTER,
-                Some(EINVAL),
+                (Unsupported, REGISTER, Some(EINVAL)),
             ),
-            (Ok(FULL_MASK), Err(12), Ok(0), Os, REGISTER, Some(12)),
+            (Ok(FULL_MASK), Err(12), Ok(0), (Os, REGISTER, Some(12))),
             (
                 Ok(FULL_MASK),
                 Ok(0),
                 Err(EPERM),
-                PermissionDenied,
-                SYNC_CORE,
-                Some(EPERM),
+                (PermissionDenied, SYNC_CORE, Some(EPERM)),
             ),
             (
                 Ok(FULL_MASK),
                 Ok(0),
                 Err(EINVAL),
-                Unsupported,
-                SYNC_CORE,
-                Some(EINVAL),
+                (Unsupported, SYNC_CORE, Some(EINVAL)),
             ),
             (
                 Ok(FULL_MASK),
                 Ok(0),
                 Err(ENOSYS),
-                Unsupported,
-                SYNC_CORE,
-                Some(ENOSYS),
+                (Unsupported, SYNC_CORE, Some(ENOSYS)),
             ),
-            (Ok(FULL_MASK), Ok(0), Err(4), Os, SYNC_CORE, Some(4)),
+            (Ok(FULL_MASK), Ok(0), Err(4), (Os, SYNC_CORE, Some(4))),
         ];
-        for &(q, r, s, kind, call, errno) in table {
+        for &(q, r, s, (kind, call, errno)) in table {
             let err = outcome(&kernel(q, r, s)).expect_err("must not report success");
             assert_eq!(
                 (err.kind(), err.call(), err.raw_os_error()),

@@ -21,7 +21,7 @@ fn zero_length_with_unmapped_pointer_touches_nothing() {
     drop(pages); // unmapped now
     unsafe { clear_cache(gone, 0) }.unwrap();
     unsafe { clear_cache(usize::MAX as *const c_void, 0) }.unwrap();
-    unsafe { clear_cache(1 as *const c_void, 0) }.unwrap();
+    unsafe { clear_cache(core::ptr::dangling::<c_void>(), 0) }.unwrap();
 }
 
 #[test]
