@@ -70,7 +70,7 @@ choose_backend! {
     if cfg(windows) => windows;
     /// macOS, iOS and the other Apple OSes on Arm: sys_icache_invalidate.
     if cfg(all(target_vendor = "apple", target_arch = "aarch64")) => apple_aarch64;
-    /// Linux, Android and the BSDs on AArch64: the user-space sequence.
+    /// Linux, Android, the BSDs and bare metal on AArch64: the user-space sequence.
     if cfg(all(
         target_arch = "aarch64",
         any(
@@ -79,12 +79,15 @@ choose_backend! {
             target_os = "freebsd",
             target_os = "netbsd",
             target_os = "openbsd",
+            target_os = "none",
         )
     )) => aarch64;
     /// 32-bit Arm Linux and Android: the cacheflush syscall.
     if cfg(all(target_arch = "arm", any(target_os = "linux", target_os = "android"))) => arm_linux_cacheflush;
     /// 32-bit Arm FreeBSD and NetBSD: sysarch(ARM_SYNC_ICACHE).
     if cfg(all(target_arch = "arm", any(target_os = "freebsd", target_os = "netbsd"))) => arm_bsd_sysarch;
+    /// RISC-V bare metal (no_std): fence.i on the calling hart.
+    if cfg(all(any(target_arch = "riscv64", target_arch = "riscv32"), target_os = "none")) => riscv_fence_i;
     /// RISC-V Linux: riscv_flush_icache with flags = 0.
     if cfg(all(any(target_arch = "riscv64", target_arch = "riscv32"), target_os = "linux")) => riscv_linux;
     /// POWER and PowerPC Linux: dcbst / sync / icbi / sync / isync.
@@ -99,6 +102,7 @@ choose_backend! {
 
 /// `membarrier` SYNC_CORE, shared by the Linux backends that need it.
 #[cfg(all(
+    feature = "std",
     not(miri),
     any(target_os = "linux", target_os = "android"),
     any(
@@ -112,6 +116,11 @@ choose_backend! {
     )
 ))]
 mod linux_membarrier;
+
+/// The pipeline-flush mechanism of the Linux backends, for `cache_info`.
+#[allow(dead_code)] // only the Linux backends that need a flush use it
+pub(crate) const MEMBARRIER_SYNC_CORE: &str =
+    "membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE)";
 
 /// The calling thread's last `errno`.
 #[cfg(all(unix, not(miri)))]
@@ -140,6 +149,7 @@ pub(crate) unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> 
     unsafe { imp::clear_cache(start, len) }
 }
 
+#[cfg(feature = "std")]
 #[inline(always)]
 pub(crate) fn pipeline_flush_mt() -> Result<(), Error> {
     imp::pipeline_flush_mt()

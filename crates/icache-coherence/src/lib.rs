@@ -87,6 +87,9 @@
 //! Nothing panics and nothing prints.
 
 #![cfg_attr(not(feature = "std"), no_std)]
+// Without `std` the pipeline flush is not part of the API (it needs an OS),
+// so the backends' flush functions are unused there.
+#![cfg_attr(not(feature = "std"), allow(dead_code))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backends;
@@ -102,7 +105,14 @@ mod backends;
 mod ctr_el0;
 mod error;
 mod lines;
-#[cfg(any(test, all(not(miri), any(target_os = "linux", target_os = "android"))))]
+#[cfg(any(
+    test,
+    all(
+        feature = "std",
+        not(miri),
+        any(target_os = "linux", target_os = "android")
+    )
+))]
 mod membarrier;
 
 pub use error::{Error, ErrorKind};

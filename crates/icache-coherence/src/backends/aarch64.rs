@@ -76,10 +76,12 @@ pub(crate) unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> 
     Ok(())
 }
 
+#[cfg(all(feature = "std", any(target_os = "linux", target_os = "android")))]
+pub(crate) use super::linux_membarrier::pipeline_flush_mt;
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub(crate) use super::linux_membarrier::{pipeline_flush_mt, PIPELINE_MECHANISM};
+pub(crate) const PIPELINE_MECHANISM: &str = super::MEMBARRIER_SYNC_CORE;
 
-/// The BSDs have no documented broadcast context synchronization that this
+/// The BSDs (and bare metal) have no documented broadcast context synchronization that this
 /// crate can rely on (FreeBSD 14.1 added a membarrier(2), not yet used here),
 /// so the guarantee cannot be given: report it instead of pretending.
 #[cfg(not(any(target_os = "linux", target_os = "android")))]

@@ -10,9 +10,6 @@ use crate::error::Error;
 use crate::error::ErrorKind;
 use crate::membarrier::PipelineFlush;
 
-pub(crate) const PIPELINE_MECHANISM: &str =
-    "membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE)";
-
 fn membarrier(cmd: i32) -> Result<i32, i32> {
     // SAFETY: membarrier takes plain integers: (cmd, flags = 0, cpu_id = 0).
     let ret = unsafe {
@@ -43,6 +40,7 @@ pub(crate) fn pipeline_flush_mt() -> Result<(), Error> {
 /// so the syscall must not even be tried there (bionic's
 /// `SECCOMP_WHITELIST_APP` gained membarrier in Android 10).
 #[cfg(target_os = "android")]
+#[allow(clippy::unnecessary_cast)] // c_char is u8 on Arm Android, i8 on x86 Android
 fn android_guard() -> Result<(), Error> {
     use core::sync::atomic::{AtomicI32, Ordering::Relaxed};
     static API_LEVEL: AtomicI32 = AtomicI32::new(-1);

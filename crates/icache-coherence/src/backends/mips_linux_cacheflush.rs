@@ -24,7 +24,9 @@ pub(crate) unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> 
     Ok(())
 }
 
-pub(crate) use super::linux_membarrier::{pipeline_flush_mt, PIPELINE_MECHANISM};
+#[cfg(feature = "std")]
+pub(crate) use super::linux_membarrier::pipeline_flush_mt;
+pub(crate) const PIPELINE_MECHANISM: &str = super::MEMBARRIER_SYNC_CORE;
 
 pub(crate) fn cache_info() -> CacheInfo {
     CacheInfo {
