@@ -22,6 +22,21 @@
 //! /// architecture that needs it.
 //! fn pipeline_flush_mt() -> Result<(), Error>;
 //!
+//! /// A batch: the same guarantee as `clear_cache` for every range (each
+//! /// non-empty, non-wrapping, mapped), with one set of barriers where the
+//! /// mechanism allows it.
+//! unsafe fn clear_cache_ranges(ranges: &[(usize, usize)]) -> Result<(), Error>;
+//!
+//! /// Double-mapped code: `len` bytes written through `write` and fetched
+//! /// through `exec`, two mappings of the same memory. Cleans by the
+//! /// writable address, invalidates by the executable one.
+//! unsafe fn clear_cache_dual(write: usize, exec: usize, len: usize) -> Result<(), Error>;
+//!
+//! /// Cross-modifying code: every thread of the process passes a
+//! /// serializing / context-synchronizing event after the call began, even
+//! /// one executing the modified code right now. Error where impossible.
+//! fn cross_modify_flush_mt() -> Result<(), Error>;
+//!
 //! /// What the backend does and the line sizes it uses.
 //! fn cache_info() -> CacheInfo;
 //! const MECHANISM: &str;           // clear_cache's mechanism, for humans
@@ -38,6 +53,32 @@
 
 use crate::error::Error;
 
+/// For backends whose mechanism is one complete OS call per range: a batch
+/// is each range in turn (the OS offers no separate barrier step to share),
+/// and double-mapped code is flushed through the executable address, which
+/// the OS routine cleans and invalidates.
+#[allow(unused_macros)]
+macro_rules! os_call_per_range {
+    () => {
+        pub(crate) unsafe fn clear_cache_ranges(ranges: &[(usize, usize)]) -> Result<(), Error> {
+            for &(start, len) in ranges {
+                // SAFETY: forwarded from the caller.
+                unsafe { clear_cache(start, len)? };
+            }
+            Ok(())
+        }
+
+        pub(crate) unsafe fn clear_cache_dual(
+            _write: usize,
+            exec: usize,
+            len: usize,
+        ) -> Result<(), Error> {
+            // SAFETY: forwarded from the caller.
+            unsafe { clear_cache(exec, len) }
+        }
+    };
+}
+
 /// Declares the backends as an if/else-if chain of `cfg`s: each entry's
 /// module is compiled only if its predicate holds and no earlier one did.
 macro_rules! choose_backend {
@@ -47,9 +88,9 @@ macro_rules! choose_backend {
     (@chain ($($earlier:meta,)*) $(#[$doc:meta])* ($pred:meta) $module:ident; $($rest:tt)*) => {
         $(#[$doc])*
         #[cfg(all($pred, not(any($($earlier),*))))]
-        mod $module;
+        pub(crate) mod $module;
         #[cfg(all($pred, not(any($($earlier),*))))]
-        use $module as imp;
+        pub(crate) use $module as imp;
         choose_backend!(@chain ($($earlier,)* $pred,) $($rest)*);
     };
     (@chain ($($earlier:meta,)*)) => {
@@ -106,6 +147,9 @@ choose_backend! {
     not(miri),
     any(target_os = "linux", target_os = "android"),
     any(
+        target_arch = "x86",
+        target_arch = "x86_64",
+        target_arch = "s390x",
         target_arch = "aarch64",
         target_arch = "arm",
         target_arch = "powerpc",
@@ -113,6 +157,8 @@ choose_backend! {
         target_arch = "loongarch64",
         target_arch = "mips",
         target_arch = "mips64",
+        target_arch = "riscv64",
+        target_arch = "riscv32",
     )
 ))]
 mod linux_membarrier;
@@ -149,10 +195,32 @@ pub(crate) unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> 
     unsafe { imp::clear_cache(start, len) }
 }
 
+/// A batch, after `lib.rs` validated and dropped empty ranges.
+#[inline]
+pub(crate) unsafe fn clear_cache_ranges(ranges: &[(usize, usize)]) -> Result<(), Error> {
+    if ranges.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { imp::clear_cache_ranges(ranges) }
+}
+
+/// Double-mapped code, after `lib.rs` validated both ranges.
+#[inline]
+pub(crate) unsafe fn clear_cache_dual(write: usize, exec: usize, len: usize) -> Result<(), Error> {
+    // SAFETY: forwarded from the caller.
+    unsafe { imp::clear_cache_dual(write, exec, len) }
+}
+
 #[cfg(feature = "std")]
 #[inline(always)]
 pub(crate) fn pipeline_flush_mt() -> Result<(), Error> {
     imp::pipeline_flush_mt()
+}
+
+#[cfg(feature = "std")]
+pub(crate) fn cross_modify_flush_mt() -> Result<(), Error> {
+    imp::cross_modify_flush_mt()
 }
 
 pub(crate) fn cache_info() -> crate::CacheInfo {

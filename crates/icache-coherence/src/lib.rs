@@ -241,3 +241,225 @@ pub struct CacheInfo {
 pub fn cache_info() -> CacheInfo {
     backends::cache_info()
 }
+
+/// Makes many ranges coherent with a single set of barriers.
+///
+/// Equivalent to calling [`clear_cache`] on each range, but cheaper: on
+/// AArch64 it issues every `dc cvau`, one `dsb ish`, every `ic ivau`, one
+/// `dsb ish` and one `isb`, instead of that whole sequence per range. What
+/// each platform does:
+///
+/// | platform | a batch costs |
+/// |---|---|
+/// | AArch64 (not Apple, not Windows) | the cleans and invalidates of every range, 2 `dsb ish`, 1 `isb` |
+/// | POWER | every `dcbst`, 1 `sync`, every `icbi`, `sync; isync` (with ICACHE_SNOOP: one `sync; icbi; sync; isync`) |
+/// | RISC-V Linux | one `riscv_flush_icache` syscall (the kernel flushes whole caches) |
+/// | LoongArch, RISC-V bare metal | one `ibar 0` / `fence.i` |
+/// | Apple AArch64 | `sys_icache_invalidate` per range, 1 `isb` |
+/// | Windows, 32-bit Arm, MIPS | one OS call per range (each is complete; the OS offers no shared barrier step) |
+/// | x86, x86-64, s390x, Miri | nothing |
+///
+/// All ranges are validated before anything is touched: if any range wraps
+/// past the end of the address space the call returns `InvalidInput` and
+/// touches nothing. Empty ranges are skipped. Use [`batch`] to collect
+/// ranges as you patch and to end with at most one [`pipeline_flush_mt`].
+///
+/// # Safety
+///
+/// Every range must be mapped memory, as for [`clear_cache`].
+#[cfg(feature = "std")]
+pub unsafe fn clear_cache_ranges(ranges: &[(*const c_void, usize)]) -> std::io::Result<()> {
+    let mut valid = Vec::with_capacity(ranges.len());
+    for &(ptr, len) in ranges {
+        if lines::last_byte(ptr as usize, len)?.is_some() {
+            valid.push((ptr as usize, len));
+        }
+    }
+    // SAFETY: validated above; mapped by the caller's contract.
+    unsafe { backends::clear_cache_ranges(&valid) }.map_err(Into::into)
+}
+
+/// Who will execute the code a [`batch`] makes coherent.
+#[cfg(feature = "std")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Publish {
+    /// Only the calling thread: the batch ends without a pipeline flush.
+    ThisThread,
+    /// Any thread: the batch ends with one [`pipeline_flush_mt`].
+    AllThreads,
+}
+
+/// The ranges collected by a [`batch`]. Only [`batch`] can create one, and
+/// it always completes it, so the final barriers cannot be forgotten.
+#[cfg(feature = "std")]
+#[derive(Debug)]
+pub struct Batch {
+    ranges: Vec<(usize, usize)>,
+}
+
+#[cfg(feature = "std")]
+impl Batch {
+    /// Adds `[ptr, ptr + len)` to the batch.
+    ///
+    /// A range that wraps past the end of the address space is refused with
+    /// `InvalidInput` and not added. An empty range is accepted and ignored.
+    ///
+    /// # Safety
+    ///
+    /// The range must stay mapped until the [`batch`] call returns, as for
+    /// [`clear_cache`].
+    pub unsafe fn add(&mut self, ptr: *const c_void, len: usize) -> std::io::Result<()> {
+        if lines::last_byte(ptr as usize, len)?.is_some() {
+            self.ranges.push((ptr as usize, len));
+        }
+        Ok(())
+    }
+
+    /// How many non-empty ranges were added.
+    pub fn len(&self) -> usize {
+        self.ranges.len()
+    }
+
+    /// Whether no non-empty range was added.
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+}
+
+/// Collects ranges in `f`, then makes them all coherent with one set of
+/// barriers (see [`clear_cache_ranges`] for what each platform does) and,
+/// for [`Publish::AllThreads`], one [`pipeline_flush_mt`].
+///
+/// The completion runs whatever `f` returns, so code written before an
+/// error is never left half-maintained; `f`'s error is then returned. There
+/// is no other way to complete a [`Batch`], so the barriers cannot be
+/// skipped by mistake.
+///
+/// ```
+/// # fn main() -> std::io::Result<()> {
+/// # let mut code = vec![0u8; 64];
+/// # let sites: Vec<*const core::ffi::c_void> = (0..8).map(|i| code[i * 8..].as_ptr().cast()).collect();
+/// use icache_coherence::{batch, Publish};
+/// // Patch 8-byte call sites, then publish them all at once.
+/// batch(Publish::AllThreads, |b| {
+///     for &site in &sites {
+///         // ... write the new instruction at `site` ...
+///         unsafe { b.add(site, 8)? };
+///     }
+///     Ok(())
+/// })?;
+/// # Ok(())
+/// # }
+/// ```
+#[cfg(feature = "std")]
+pub fn batch<R>(
+    publish: Publish,
+    f: impl FnOnce(&mut Batch) -> std::io::Result<R>,
+) -> std::io::Result<R> {
+    let mut b = Batch { ranges: Vec::new() };
+    let result = f(&mut b);
+    // SAFETY: every range was validated by `Batch::add`, whose caller
+    // promised it stays mapped until now.
+    unsafe { backends::clear_cache_ranges(&b.ranges) }?;
+    let value = result?;
+    if publish == Publish::AllThreads {
+        pipeline_flush_mt()?;
+    }
+    Ok(value)
+}
+
+/// Makes code coherent that was written through one mapping and will be
+/// executed through another mapping of the same memory (W^X by double
+/// mapping, e.g. a memfd mapped RW and RX).
+///
+/// `len` bytes were written at `write_ptr` and will be fetched at
+/// `exec_ptr`. The library cleans the data cache by the writable address and
+/// invalidates the instruction cache by the executable one (AArch64, POWER);
+/// the OS-routine backends (Apple, Windows, the syscalls) are given the
+/// executable address. On return the calling thread fetches the new bytes
+/// at `exec_ptr`; other threads need [`pipeline_flush_mt`] as usual.
+///
+/// # Safety
+///
+/// Both ranges must be mapped, as for [`clear_cache`].
+///
+/// # Errors
+///
+/// `InvalidInput` (touching nothing) if either range wraps; otherwise as
+/// for [`clear_cache`].
+#[cfg(feature = "std")]
+pub unsafe fn clear_cache_dual(
+    write_ptr: *const c_void,
+    exec_ptr: *const c_void,
+    len: usize,
+) -> std::io::Result<()> {
+    let (w, x) = (write_ptr as usize, exec_ptr as usize);
+    if lines::last_byte(w, len)?.is_none() || lines::last_byte(x, len)?.is_none() {
+        return Ok(());
+    }
+    // SAFETY: validated; mapped by the caller's contract.
+    unsafe { backends::clear_cache_dual(w, x, len) }.map_err(Into::into)
+}
+
+/// Makes every thread of the process serialize, for code that other threads
+/// may be executing *while* it is modified (cross-modifying code).
+///
+/// [`pipeline_flush_mt`] covers publishing code at addresses that no thread
+/// is executing, which needs nothing on x86. Rewriting instructions that
+/// another thread may be executing right now is different: Intel SDM vol. 3,
+/// 8.1.3 requires the executing processor to run a serializing instruction
+/// after the modification. Call this after the patch (and after
+/// [`clear_cache`]) when a thread may be inside the patched code; it does:
+///
+/// | platform | mechanism |
+/// |---|---|
+/// | Linux/Android x86, x86-64, s390x | `membarrier(PRIVATE_EXPEDITED_SYNC_CORE)` |
+/// | Windows (all) | `FlushProcessWriteBuffers` (IPI; the interrupt return serializes) |
+/// | AArch64, Arm, POWER, LoongArch, MIPS | the same as [`pipeline_flush_mt`] |
+/// | RISC-V Linux | nothing left: the flush syscall already made every hart `fence.i` |
+/// | other x86 OSes | error `Unsupported` |
+///
+/// The patch itself must follow the architecture's rules for concurrent
+/// modification (on x86: a single aligned store of the instruction, or the
+/// `int3` protocol; on AArch64: only `B`, `BL`, `NOP`, `BRK`, `SVC`, `HVC`,
+/// `SMC` and `ISB` may be swapped). This function provides the
+/// serialization, not the atomicity of the patch.
+///
+/// # Errors
+///
+/// As for [`pipeline_flush_mt`].
+#[cfg(feature = "std")]
+pub fn cross_modify_flush_mt() -> std::io::Result<()> {
+    backends::cross_modify_flush_mt().map_err(Into::into)
+}
+
+/// RISC-V specific options.
+#[cfg(all(
+    feature = "std",
+    not(miri),
+    any(target_arch = "riscv64", target_arch = "riscv32"),
+    target_os = "linux"
+))]
+pub mod riscv {
+    /// Opt in to user-space `fence.i` (Linux 6.10+).
+    ///
+    /// By default [`clear_cache`](crate::clear_cache) makes the
+    /// `riscv_flush_icache` syscall, which makes every hart execute
+    /// `fence.i`. With this option the library asks the kernel, through
+    /// `prctl(PR_RISCV_SET_ICACHE_FLUSH_CTX, PR_RISCV_CTX_SW_FENCEI_ON,
+    /// PR_RISCV_SCOPE_PER_PROCESS)`, to keep a thread's `fence.i` valid when
+    /// it migrates to another hart; `clear_cache` then becomes one `fence.i`
+    /// without entering the kernel, and
+    /// [`pipeline_flush_mt`](crate::pipeline_flush_mt) becomes a membarrier
+    /// SYNC_CORE (registered here, so that a failure shows now).
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` naming `prctl(PR_RISCV_SET_ICACHE_FLUSH_CTX)` and
+    /// `EINVAL` on kernels before 6.10 (and under qemu-user 7.2), or the
+    /// membarrier error; in every error case the library keeps using the
+    /// syscall, which is always correct.
+    pub fn enable_user_fence_i() -> std::io::Result<()> {
+        crate::backends::imp::enable_user_fence_i().map_err(Into::into)
+    }
+}

@@ -51,29 +51,78 @@ fn ctr_el0() -> CtrEl0 {
 /// wrap, and is mapped.
 #[inline]
 pub(crate) unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> {
+    let range = core::iter::once((start, len));
+    // SAFETY: forwarded from the caller.
+    unsafe { sequence(range.clone(), range) };
+    Ok(())
+}
+
+/// Double-mapped code: clean by the writable alias, invalidate by the
+/// executable one. AArch64 data caches behave as physically indexed and
+/// tagged (Arm ARM, "Data and unified caches"), so cleaning through either
+/// alias cleans the same line; instruction caches may be virtually indexed
+/// (VIPT or PIPT, and AIVIVT on old cores), so the invalidation must use the
+/// address that will be fetched.
+#[inline]
+pub(crate) unsafe fn clear_cache_dual(write: usize, exec: usize, len: usize) -> Result<(), Error> {
+    // SAFETY: forwarded from the caller.
+    unsafe { sequence(core::iter::once((write, len)), core::iter::once((exec, len))) };
+    Ok(())
+}
+
+/// A batch: every clean, one `dsb ish`, every invalidate, one `dsb ish`,
+/// one `isb`, instead of the full sequence per range.
+pub(crate) unsafe fn clear_cache_ranges(ranges: &[(usize, usize)]) -> Result<(), Error> {
+    let all = ranges.iter().copied();
+    // SAFETY: forwarded from the caller.
+    unsafe { sequence(all.clone(), all) };
+    Ok(())
+}
+
+/// The maintenance sequence over any set of non-empty, non-wrapping, mapped
+/// ranges: the cleans of `clean`, `dsb ish`, the invalidations of
+/// `invalidate`, `dsb ish`, `isb`. CTR_EL0 is read once, so every range of
+/// one call uses the same line sizes.
+#[inline(always)]
+unsafe fn sequence(
+    clean: impl Iterator<Item = (usize, usize)>,
+    invalidate: impl Iterator<Item = (usize, usize)>,
+) {
     let ctr = ctr_el0();
-    let last = start + (len - 1);
     // The asm blocks below have no `nomem`: the compiler must treat them as
     // reading memory, so it cannot sink the caller's code stores past them.
     if !ctr.idc() {
-        Lines::covering(start, last, ctr.dline()).for_each(|line| {
-            // SAFETY: `line` overlaps the caller's mapped range.
-            unsafe { asm!("dc cvau, {}", in(reg) line, options(nostack, preserves_flags)) }
-        });
+        for (start, len) in clean {
+            Lines::covering(start, start + (len - 1), ctr.dline()).for_each(|line| {
+                // SAFETY: `line` overlaps the caller's mapped range.
+                unsafe { asm!("dc cvau, {}", in(reg) line, options(nostack, preserves_flags)) }
+            });
+        }
     }
     // SAFETY: barriers have no memory-safety preconditions.
     unsafe { asm!("dsb ish", options(nostack, preserves_flags)) };
     if !ctr.dic() {
-        Lines::covering(start, last, ctr.iline()).for_each(|line| {
-            // SAFETY: `line` overlaps the caller's mapped range.
-            unsafe { asm!("ic ivau, {}", in(reg) line, options(nostack, preserves_flags)) }
-        });
+        for (start, len) in invalidate {
+            Lines::covering(start, start + (len - 1), ctr.iline()).for_each(|line| {
+                // SAFETY: `line` overlaps the caller's mapped range.
+                unsafe { asm!("ic ivau, {}", in(reg) line, options(nostack, preserves_flags)) }
+            });
+        }
         // SAFETY: as above.
         unsafe { asm!("dsb ish", options(nostack, preserves_flags)) };
     }
     // SAFETY: as above.
     unsafe { asm!("isb", options(nostack, preserves_flags)) };
-    Ok(())
+}
+
+/// Cross-modifying code needs the same broadcast context synchronization
+/// as publishing: Arm ARM, "Concurrent modification and execution of
+/// instructions" allows only the listed instructions to be patched while
+/// another core may execute them, and that core then needs a context
+/// synchronization event to be sure to see the new one.
+#[cfg(feature = "std")]
+pub(crate) fn cross_modify_flush_mt() -> Result<(), Error> {
+    pipeline_flush_mt()
 }
 
 #[cfg(all(feature = "std", any(target_os = "linux", target_os = "android")))]

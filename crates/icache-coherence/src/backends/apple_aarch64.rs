@@ -29,6 +29,31 @@ pub(crate) unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> 
     Ok(())
 }
 
+/// A batch: `sys_icache_invalidate` per range (each call carries its own
+/// barriers; libSystem exposes no split clean/invalidate), one `isb`.
+pub(crate) unsafe fn clear_cache_ranges(ranges: &[(usize, usize)]) -> Result<(), Error> {
+    for &(start, len) in ranges {
+        // SAFETY: the caller guarantees the ranges are mapped.
+        unsafe { sys_icache_invalidate(start as *mut c_void, len) };
+    }
+    // SAFETY: a barrier has no memory-safety preconditions.
+    unsafe { asm!("isb", options(nostack, preserves_flags)) };
+    Ok(())
+}
+
+/// Double-mapped (MAP_JIT or mach_vm_remap) code: invalidate through the
+/// executable alias; the data cache is physically tagged, so cleaning
+/// through it cleans the bytes written through the other alias.
+pub(crate) unsafe fn clear_cache_dual(_write: usize, exec: usize, len: usize) -> Result<(), Error> {
+    // SAFETY: forwarded from the caller.
+    unsafe { clear_cache(exec, len) }
+}
+
+/// Cross-modifying code needs the same broadcast synchronization.
+pub(crate) fn cross_modify_flush_mt() -> Result<(), Error> {
+    pipeline_flush_mt()
+}
+
 pub(crate) fn pipeline_flush_mt() -> Result<(), Error> {
     mach::sync_other_threads()?;
     // SAFETY: as above.

@@ -43,6 +43,14 @@ pub(crate) fn pipeline_flush_mt() -> Result<(), Error> {
     ))
 }
 
+os_call_per_range!();
+
+/// Cross-modifying code needs the same broadcast synchronization.
+#[cfg(feature = "std")]
+pub(crate) fn cross_modify_flush_mt() -> Result<(), Error> {
+    pipeline_flush_mt()
+}
+
 pub(crate) fn cache_info() -> CacheInfo {
     CacheInfo {
         mechanism: MECHANISM,

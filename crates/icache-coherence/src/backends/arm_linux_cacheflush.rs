@@ -46,6 +46,14 @@ pub(crate) unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> 
 pub(crate) use super::linux_membarrier::pipeline_flush_mt;
 pub(crate) const PIPELINE_MECHANISM: &str = super::MEMBARRIER_SYNC_CORE;
 
+os_call_per_range!();
+
+/// Cross-modifying code needs the same broadcast synchronization.
+#[cfg(feature = "std")]
+pub(crate) fn cross_modify_flush_mt() -> Result<(), Error> {
+    pipeline_flush_mt()
+}
+
 pub(crate) fn cache_info() -> CacheInfo {
     CacheInfo {
         mechanism: MECHANISM,

@@ -28,6 +28,35 @@ pub(crate) fn pipeline_flush_mt() -> Result<(), Error> {
     Ok(())
 }
 
+#[inline(always)]
+pub(crate) unsafe fn clear_cache_ranges(_ranges: &[(usize, usize)]) -> Result<(), Error> {
+    Ok(())
+}
+
+#[inline(always)]
+pub(crate) unsafe fn clear_cache_dual(_write: usize, _exec: usize, _len: usize) -> Result<(), Error> {
+    Ok(())
+}
+
+/// Cross-modifying code on x86 (Intel SDM vol. 3, 8.1.3) and s390x needs a
+/// serializing instruction on every thread that may be executing the old
+/// code; on Linux, membarrier SYNC_CORE provides exactly that (its x86
+/// implementation runs `sync_core_before_usermode`). HotSpot uses
+/// SERIALIZE/CPUID for the same purpose on the patching thread itself.
+#[cfg(all(feature = "std", any(target_os = "linux", target_os = "android")))]
+pub(crate) use super::linux_membarrier::pipeline_flush_mt as cross_modify_flush_mt;
+
+/// Elsewhere there is no process-wide serialization this crate can rely on.
+#[cfg(all(feature = "std", not(any(target_os = "linux", target_os = "android"))))]
+pub(crate) fn cross_modify_flush_mt() -> Result<(), Error> {
+    Err(Error::new(
+        crate::ErrorKind::Unsupported,
+        "cross_modify_flush_mt",
+        None,
+        "no process-wide serializing mechanism is implemented for this OS",
+    ))
+}
+
 pub(crate) fn cache_info() -> CacheInfo {
     CacheInfo {
         mechanism: MECHANISM,

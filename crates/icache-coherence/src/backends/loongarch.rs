@@ -23,6 +23,24 @@ pub(crate) unsafe fn clear_cache(_start: usize, _len: usize) -> Result<(), Error
     Ok(())
 }
 
+/// A batch needs one `ibar`, whatever the number of ranges.
+pub(crate) unsafe fn clear_cache_ranges(_ranges: &[(usize, usize)]) -> Result<(), Error> {
+    // SAFETY: forwarded from the caller.
+    unsafe { clear_cache(0, 0) }
+}
+
+/// The caches are coherent in hardware; only this core's pipeline matters.
+pub(crate) unsafe fn clear_cache_dual(_write: usize, _exec: usize, _len: usize) -> Result<(), Error> {
+    // SAFETY: forwarded from the caller.
+    unsafe { clear_cache(0, 0) }
+}
+
+/// Cross-modifying code needs the same broadcast synchronization.
+#[cfg(feature = "std")]
+pub(crate) fn cross_modify_flush_mt() -> Result<(), Error> {
+    pipeline_flush_mt()
+}
+
 #[cfg(feature = "std")]
 pub(crate) use super::linux_membarrier::pipeline_flush_mt;
 pub(crate) const PIPELINE_MECHANISM: &str = super::MEMBARRIER_SYNC_CORE;

@@ -18,6 +18,21 @@ pub(crate) fn pipeline_flush_mt() -> Result<(), Error> {
     Ok(())
 }
 
+#[inline(always)]
+pub(crate) unsafe fn clear_cache_ranges(_ranges: &[(usize, usize)]) -> Result<(), Error> {
+    Ok(())
+}
+
+#[inline(always)]
+pub(crate) unsafe fn clear_cache_dual(_write: usize, _exec: usize, _len: usize) -> Result<(), Error> {
+    Ok(())
+}
+
+#[inline(always)]
+pub(crate) fn cross_modify_flush_mt() -> Result<(), Error> {
+    Ok(())
+}
+
 pub(crate) fn cache_info() -> CacheInfo {
     CacheInfo {
         mechanism: MECHANISM,

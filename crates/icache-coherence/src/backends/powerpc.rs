@@ -82,30 +82,69 @@ fn geometry() -> Geometry {
 
 #[inline]
 pub(crate) unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> {
+    let range = core::iter::once((start, len));
+    // SAFETY: forwarded from the caller.
+    unsafe { sequence(range.clone(), range) };
+    Ok(())
+}
+
+/// Double-mapped code: `dcbst` through the writable alias, `icbi` through
+/// the executable one (the address instruction fetch will use).
+pub(crate) unsafe fn clear_cache_dual(write: usize, exec: usize, len: usize) -> Result<(), Error> {
+    // SAFETY: forwarded from the caller.
+    unsafe { sequence(core::iter::once((write, len)), core::iter::once((exec, len))) };
+    Ok(())
+}
+
+/// A batch: every `dcbst`, one `sync`, every `icbi`, one `sync; isync`.
+pub(crate) unsafe fn clear_cache_ranges(ranges: &[(usize, usize)]) -> Result<(), Error> {
+    let all = ranges.iter().copied();
+    // SAFETY: forwarded from the caller.
+    unsafe { sequence(all.clone(), all) };
+    Ok(())
+}
+
+#[inline(always)]
+unsafe fn sequence(
+    clean: impl Iterator<Item = (usize, usize)>,
+    mut invalidate: impl Iterator<Item = (usize, usize)>,
+) {
     let g = geometry();
-    let last = start + (len - 1);
     // No `nomem` on these blocks: the compiler must not sink the caller's
     // code stores past them.
     if g.snoop {
-        // SAFETY: `start` is inside the caller's mapped range.
-        unsafe {
-            asm!("sync", "icbi 0, {0}", "sync", "isync", in(reg_nonzero) start, options(nostack, preserves_flags))
-        };
-        return Ok(());
+        // One `icbi` on any address of the code discards stale prefetched
+        // instructions (the kernel's CPU_FTR_COHERENT_ICACHE path).
+        if let Some((exec, _)) = invalidate.next() {
+            // SAFETY: `exec` is inside the caller's mapped range.
+            unsafe {
+                asm!("sync", "icbi 0, {0}", "sync", "isync", in(reg_nonzero) exec, options(nostack, preserves_flags))
+            };
+        }
+        return;
     }
-    Lines::covering(start, last, g.dblock).for_each(|b| {
-        // SAFETY: `b` overlaps the caller's mapped range.
-        unsafe { asm!("dcbst 0, {0}", in(reg_nonzero) b, options(nostack, preserves_flags)) }
-    });
+    for (start, len) in clean {
+        Lines::covering(start, start + (len - 1), g.dblock).for_each(|b| {
+            // SAFETY: `b` overlaps the caller's mapped range.
+            unsafe { asm!("dcbst 0, {0}", in(reg_nonzero) b, options(nostack, preserves_flags)) }
+        });
+    }
     // SAFETY: a barrier has no memory-safety preconditions.
     unsafe { asm!("sync", options(nostack, preserves_flags)) };
-    Lines::covering(start, last, g.iblock).for_each(|b| {
-        // SAFETY: `b` overlaps the caller's mapped range.
-        unsafe { asm!("icbi 0, {0}", in(reg_nonzero) b, options(nostack, preserves_flags)) }
-    });
+    for (start, len) in invalidate {
+        Lines::covering(start, start + (len - 1), g.iblock).for_each(|b| {
+            // SAFETY: `b` overlaps the caller's mapped range.
+            unsafe { asm!("icbi 0, {0}", in(reg_nonzero) b, options(nostack, preserves_flags)) }
+        });
+    }
     // SAFETY: as above.
     unsafe { asm!("sync", "isync", options(nostack, preserves_flags)) };
-    Ok(())
+}
+
+/// Cross-modifying code needs the same broadcast synchronization.
+#[cfg(feature = "std")]
+pub(crate) fn cross_modify_flush_mt() -> Result<(), Error> {
+    pipeline_flush_mt()
 }
 
 #[cfg(feature = "std")]

@@ -24,6 +24,22 @@ pub(crate) unsafe fn clear_cache(_start: usize, _len: usize) -> Result<(), Error
     Ok(())
 }
 
+/// A batch needs one `fence.i`, whatever the number of ranges.
+pub(crate) unsafe fn clear_cache_ranges(_ranges: &[(usize, usize)]) -> Result<(), Error> {
+    // SAFETY: forwarded from the caller.
+    unsafe { clear_cache(0, 0) }
+}
+
+/// `fence.i` covers every address of this hart, aliases included.
+pub(crate) unsafe fn clear_cache_dual(_write: usize, _exec: usize, _len: usize) -> Result<(), Error> {
+    // SAFETY: forwarded from the caller.
+    unsafe { clear_cache(0, 0) }
+}
+
+pub(crate) fn cross_modify_flush_mt() -> Result<(), Error> {
+    pipeline_flush_mt()
+}
+
 pub(crate) fn pipeline_flush_mt() -> Result<(), Error> {
     Err(Error::new(
         crate::ErrorKind::Unsupported,

@@ -57,6 +57,18 @@ pub(crate) fn pipeline_flush_mt() -> Result<(), Error> {
     Ok(())
 }
 
+os_call_per_range!();
+
+/// Cross-modifying code: `FlushProcessWriteBuffers` interrupts every
+/// processor running a thread of the process; the return from that
+/// interrupt serializes x86 cores (IRET is serializing, Intel SDM 9.1.3...
+/// "Serializing Instructions") and context-synchronizes Arm64 cores.
+pub(crate) fn cross_modify_flush_mt() -> Result<(), Error> {
+    // SAFETY: no preconditions; it cannot fail.
+    unsafe { windows_sys::Win32::System::Threading::FlushProcessWriteBuffers() };
+    Ok(())
+}
+
 pub(crate) fn cache_info() -> CacheInfo {
     CacheInfo {
         mechanism: MECHANISM,
