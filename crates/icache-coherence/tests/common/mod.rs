@@ -39,6 +39,12 @@ impl CodePages {
         sys::protect(self.page(i), PAGE, true);
     }
 
+    /// Makes page `i` writable and executable at once, as cross-modifying
+    /// code needs (the W^X-free case).
+    pub fn writable_and_executable(&self, i: usize) {
+        sys::protect_rwx(self.page(i), PAGE);
+    }
+
     /// Writes `code` at `offset` in page `i` (which must be writable).
     pub fn write(&self, i: usize, offset: usize, code: &[u8]) -> *const c_void {
         assert!(offset + code.len() <= PAGE);
@@ -102,6 +108,11 @@ mod sys {
         let r = unsafe { libc::mprotect(p as *mut _, len, prot) };
         assert_eq!(r, 0, "mprotect: {}", std::io::Error::last_os_error());
     }
+    pub fn protect_rwx(p: *mut u8, len: usize) {
+        let prot = libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC;
+        let r = unsafe { libc::mprotect(p as *mut _, len, prot) };
+        assert_eq!(r, 0, "mprotect: {}", std::io::Error::last_os_error());
+    }
     pub fn free(p: *mut u8, len: usize) {
         unsafe { libc::munmap(p as *mut _, len) };
     }
@@ -128,6 +139,11 @@ mod sys {
             PAGE_READWRITE
         };
         let r = unsafe { VirtualProtect(p as *const _, len, prot, &mut old) };
+        assert_ne!(r, 0, "VirtualProtect: {}", std::io::Error::last_os_error());
+    }
+    pub fn protect_rwx(p: *mut u8, len: usize) {
+        let mut old = 0;
+        let r = unsafe { VirtualProtect(p as *const _, len, PAGE_EXECUTE_READWRITE, &mut old) };
         assert_ne!(r, 0, "VirtualProtect: {}", std::io::Error::last_os_error());
     }
     pub fn free(p: *mut u8, _len: usize) {
