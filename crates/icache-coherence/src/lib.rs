@@ -57,6 +57,52 @@
 //! include the future: if the code pointer can later reach another thread
 //! without a pipeline flush in between, that thread may run stale code.
 //!
+//! # Beyond the standard API
+//!
+//! - **Batching**: [`batch`] (or [`clear_cache_ranges`]) makes many ranges
+//!   coherent with one set of barriers and at most one pipeline flush; a
+//!   JIT patching 1,000 call sites pays 2 `dsb` + 1 `isb` + 1 `membarrier` on
+//!   AArch64 Linux, not 1,000 of each.
+//! - **Cache information**: [`cache_info`] returns the line sizes the library
+//!   steps by, whether cleaning and invalidation are needed (CTR_EL0.IDC and
+//!   DIC on AArch64), whether [`pipeline_flush_mt`] does anything here, and
+//!   the mechanisms' names:
+//!
+//!   ```
+//!   let info = icache_coherence::cache_info();
+//!   // Keep a patchable 8-byte site inside one instruction-cache line.
+//!   let line = info.instruction_line.unwrap_or(64);
+//!   let site_offset = 0x1f8usize;
+//!   let fits = site_offset / line == (site_offset + 7) / line;
+//!   println!("{}: site fits in one line: {fits}", info.mechanism);
+//!   ```
+//! - **Double-mapped code** (W^X by two mappings): [`clear_cache_dual`]
+//!   cleans by the writable address and invalidates by the executable one.
+//! - **Cross-modifying code** (patching code another thread may be executing
+//!   right now): [`cross_modify_flush_mt`] serializes every thread, which x86
+//!   needs (Intel SDM 8.1.3) although [`pipeline_flush_mt`] does nothing there.
+//! - **RISC-V Linux 6.10+**: `riscv::enable_user_fence_i` opts in to
+//!   user-space `fence.i` instead of a syscall per flush.
+//! - **`no_std`**: with `default-features = false` the crate builds for bare
+//!   metal (`aarch64-unknown-none`, `riscv64gc-unknown-none-elf`, …) and
+//!   offers [`clear_cache_core`] (the architecture's own sequence) with the
+//!   allocation-free [`Error`]:
+//!
+//!   ```
+//!   # let code = [0u8; 16];
+//!   # let ptr = code.as_ptr().cast();
+//!   // In a no_std kernel or firmware, after writing `code`:
+//!   unsafe { icache_coherence::clear_cache_core(ptr, code.len()) }
+//!       .map_err(|e| e.kind())
+//!       .expect("a range that does not wrap is always accepted");
+//!   ```
+//!
+//! | function | AArch64 Linux | Apple | Windows | Arm Linux | RISC-V Linux | POWER | x86 Linux |
+//! |---|---|---|---|---|---|---|---|
+//! | [`clear_cache_ranges`] / [`batch`] | all `dc`, `dsb`, all `ic`, `dsb`, `isb` | `sys_icache_invalidate` each, one `isb` | `FlushInstructionCache` each | `cacheflush` each | one syscall | all `dcbst`, `sync`, all `icbi`, `sync; isync` | nothing |
+//! | [`clear_cache_dual`] | `dc` by RW, `ic` by RX | OS routine on RX | OS routine on RX | syscall on RX | syscall (whole cache) | `dcbst` by RW, `icbi` by RX | nothing |
+//! | [`cross_modify_flush_mt`] | membarrier SYNC_CORE | Mach thread stop | `FlushProcessWriteBuffers` | membarrier SYNC_CORE | nothing left | membarrier SYNC_CORE | membarrier SYNC_CORE |
+//!
 //! # What runs where
 //!
 //! | target | [`clear_cache`] | [`pipeline_flush_mt`] |
@@ -379,6 +425,19 @@ pub fn batch<R>(
 /// executable address. On return the calling thread fetches the new bytes
 /// at `exec_ptr`; other threads need [`pipeline_flush_mt`] as usual.
 ///
+/// ```no_run
+/// # #[cfg(target_os = "linux")] unsafe {
+/// # let (len, fd) = (4096, libc::memfd_create(c"jit".as_ptr(), 0));
+/// # libc::ftruncate(fd, len as _);
+/// let rw = libc::mmap(core::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0);
+/// let rx = libc::mmap(core::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_EXEC, libc::MAP_SHARED, fd, 0);
+/// // ... write code through `rw` ...
+/// icache_coherence::clear_cache_dual(rw.cast_const(), rx.cast_const(), 64)?;
+/// // ... call it through `rx` ...
+/// # }
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
 /// # Safety
 ///
 /// Both ranges must be mapped, as for [`clear_cache`].
@@ -425,6 +484,16 @@ pub unsafe fn clear_cache_dual(
 /// `SMC` and `ISB` may be swapped). This function provides the
 /// serialization, not the atomicity of the patch.
 ///
+/// ```no_run
+/// # use std::sync::atomic::{AtomicU32, Ordering};
+/// # fn patch(site: &AtomicU32, new_insn: u32) -> std::io::Result<()> {
+/// site.store(new_insn, Ordering::Release); // one aligned store of the instruction
+/// unsafe { icache_coherence::clear_cache(site.as_ptr().cast_const().cast(), 4)? };
+/// icache_coherence::cross_modify_flush_mt()?; // now no thread can run the old one
+/// # Ok(())
+/// # }
+/// ```
+///
 /// # Errors
 ///
 /// As for [`pipeline_flush_mt`].
@@ -459,6 +528,13 @@ pub mod riscv {
     /// `EINVAL` on kernels before 6.10 (and under qemu-user 7.2), or the
     /// membarrier error; in every error case the library keeps using the
     /// syscall, which is always correct.
+    ///
+    /// ```
+    /// // Try the fast path once at start-up; the syscall stays in use if the kernel says no.
+    /// if let Err(e) = icache_coherence::riscv::enable_user_fence_i() {
+    ///     eprintln!("staying on riscv_flush_icache: {e}");
+    /// }
+    /// ```
     pub fn enable_user_fence_i() -> std::io::Result<()> {
         crate::backends::imp::enable_user_fence_i().map_err(Into::into)
     }
