@@ -169,6 +169,13 @@ pub fn main(ws: &Workspace, args: &[String]) -> Result {
 
     let table = summary(&outcomes, start.elapsed());
     println!("\n{table}");
+    // Kept for CI systems that show or archive files rather than logs.
+    let saved = ws.target_dir.join("ci-summary.txt");
+    if let Err(e) =
+        std::fs::create_dir_all(&ws.target_dir).and_then(|()| std::fs::write(&saved, &table))
+    {
+        eprintln!("could not save the summary to {}: {e}", saved.display());
+    }
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
     if failed == 0 {
         Ok(())
