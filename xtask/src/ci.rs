@@ -205,7 +205,10 @@ fn summary(outcomes: &[Outcome], total: Duration) -> String {
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
     rows.push([
         "total".to_string(),
-        format!("{} steps", outcomes.len()),
+        match outcomes.len() {
+            1 => "1 step".to_string(),
+            n => format!("{n} steps"),
+        },
         String::new(),
         if failed == 0 {
             "ok".to_string()
