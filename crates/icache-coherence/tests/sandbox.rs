@@ -55,7 +55,11 @@ const RET_K: u16 = 0x06; // BPF_RET | BPF_K
 const RET_ALLOW: u32 = 0x7fff_0000;
 const RET_ERRNO: u32 = 0x0005_0000;
 /// `offsetof(struct seccomp_data, args[0])`, low 32 bits of the argument.
-const ARG0_LOW: u32 = if cfg!(target_endian = "little") { 16 } else { 20 };
+const ARG0_LOW: u32 = if cfg!(target_endian = "little") {
+    16
+} else {
+    20
+};
 
 fn op(code: u16, jt: u8, jf: u8, k: u32) -> SockFilter {
     SockFilter { code, jt, jf, k }
@@ -66,7 +70,11 @@ fn install_filter(mode: &str) -> std::io::Result<()> {
     let nr = libc::SYS_membarrier as u32;
     let prog: Vec<SockFilter> = match mode {
         "enosys" | "eperm" => {
-            let errno = if mode == "enosys" { libc::ENOSYS } else { libc::EPERM } as u32;
+            let errno = if mode == "enosys" {
+                libc::ENOSYS
+            } else {
+                libc::EPERM
+            } as u32;
             vec![
                 op(LD_W_ABS, 0, 0, 0), // the syscall number
                 op(JEQ_K, 0, 1, nr),
@@ -84,10 +92,17 @@ fn install_filter(mode: &str) -> std::io::Result<()> {
             op(RET_K, 0, 0, RET_ALLOW),
         ],
     };
-    let fprog = SockFprog { len: prog.len() as u16, filter: prog.as_ptr() };
+    let fprog = SockFprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr(),
+    };
     unsafe {
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-            || libc::prctl(libc::PR_SET_SECCOMP, 2 /* SECCOMP_MODE_FILTER */, &fprog) != 0
+            || libc::prctl(
+                libc::PR_SET_SECCOMP,
+                2, /* SECCOMP_MODE_FILTER */
+                &fprog,
+            ) != 0
         {
             return Err(std::io::Error::last_os_error());
         }
@@ -102,7 +117,10 @@ fn assert_documented(result: std::io::Result<()>, mode: &str, what: &str) {
         Err(e) => e,
     };
     assert_eq!(err.kind(), kind, "{what} ({mode}): {err}");
-    let detail = err.get_ref().and_then(|d| d.downcast_ref::<Error>()).expect("an icache_coherence::Error payload");
+    let detail = err
+        .get_ref()
+        .and_then(|d| d.downcast_ref::<Error>())
+        .expect("an icache_coherence::Error payload");
     assert_eq!(detail.call(), call, "{what} ({mode})");
     assert_eq!(detail.raw_os_error(), Some(errno), "{what} ({mode})");
     assert!(err.to_string().contains("membarrier"), "{err}");
@@ -119,7 +137,9 @@ fn sandbox_child() {
     }
     // Twice: the cached refusal must be reported again, the same way.
     for _ in 0..2 {
-        let uses_membarrier = cache_info().pipeline_flush_mechanism.starts_with("membarrier");
+        let uses_membarrier = cache_info()
+            .pipeline_flush_mechanism
+            .starts_with("membarrier");
         if uses_membarrier {
             assert_documented(pipeline_flush_mt(), &mode, "pipeline_flush_mt");
         } else {
@@ -146,7 +166,13 @@ fn sandboxed_membarrier_gets_the_documented_result() {
     let exe = std::env::current_exe().unwrap();
     for mode in MODES {
         let out = std::process::Command::new(&exe)
-            .args(["--ignored", "--exact", "sandbox_child", "--nocapture", "--test-threads=1"])
+            .args([
+                "--ignored",
+                "--exact",
+                "sandbox_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("ICACHE_SANDBOX_MODE", mode)
             .env("ICACHE_SANDBOX_INSTALL", "self")
             .output()
@@ -158,7 +184,10 @@ fn sandboxed_membarrier_gets_the_documented_result() {
             "mode {mode}: child failed or was killed ({:?})\n{stdout}\n{stderr}",
             out.status
         );
-        assert!(stdout.contains(&format!("documented result for {mode}")), "{stdout}");
+        assert!(
+            stdout.contains(&format!("documented result for {mode}")),
+            "{stdout}"
+        );
     }
 }
 
@@ -187,6 +216,9 @@ fn sandbox_host_launcher() {
         "mode {mode}: emulated child failed or was killed ({:?})\n{stdout}\n{stderr}",
         out.status
     );
-    assert!(stdout.contains(&format!("documented result for {mode}")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("documented result for {mode}")),
+        "{stdout}"
+    );
     println!("sandbox host launcher: {mode} ok");
 }

@@ -47,7 +47,10 @@ fn code_made_coherent_inside_a_signal_handler_runs() {
     unsafe {
         let mut action: libc::sigaction = core::mem::zeroed();
         action.sa_sigaction = handler as extern "C" fn(libc::c_int) as usize;
-        assert_eq!(libc::sigaction(libc::SIGUSR2, &action, core::ptr::null_mut()), 0);
+        assert_eq!(
+            libc::sigaction(libc::SIGUSR2, &action, core::ptr::null_mut()),
+            0
+        );
         assert_eq!(libc::raise(libc::SIGUSR2), 0);
     }
     assert_eq!(OUTCOME.load(SeqCst), 1, "the handler's calls must succeed");
