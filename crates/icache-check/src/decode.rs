@@ -95,7 +95,10 @@ pub fn decode(word: u32) -> Insn {
         return match (op1, crn, crm, op2) {
             (3, 7, 11, 1) => Insn::DcClean { op: DcOp::Cvau, rt },
             (3, 7, 10, 1) => Insn::DcClean { op: DcOp::Cvac, rt },
-            (3, 7, 14, 1) => Insn::DcClean { op: DcOp::Civac, rt },
+            (3, 7, 14, 1) => Insn::DcClean {
+                op: DcOp::Civac,
+                rt,
+            },
             (3, 7, 5, 1) => Insn::IcIvau { rt },
             (0, 7, 5, 0) => Insn::IcIallu,
             (0, 7, 1, 0) => Insn::IcIalluis,
@@ -143,10 +146,34 @@ mod tests {
     #[test]
     fn cache_maintenance_words_decode_with_their_register() {
         let table = [
-            (0xd50b_7b20, Insn::DcClean { op: DcOp::Cvau, rt: 0 }),
-            (0xd50b_7b2a, Insn::DcClean { op: DcOp::Cvau, rt: 10 }),
-            (0xd50b_7a21, Insn::DcClean { op: DcOp::Cvac, rt: 1 }),
-            (0xd50b_7e3e, Insn::DcClean { op: DcOp::Civac, rt: 30 }),
+            (
+                0xd50b_7b20,
+                Insn::DcClean {
+                    op: DcOp::Cvau,
+                    rt: 0,
+                },
+            ),
+            (
+                0xd50b_7b2a,
+                Insn::DcClean {
+                    op: DcOp::Cvau,
+                    rt: 10,
+                },
+            ),
+            (
+                0xd50b_7a21,
+                Insn::DcClean {
+                    op: DcOp::Cvac,
+                    rt: 1,
+                },
+            ),
+            (
+                0xd50b_7e3e,
+                Insn::DcClean {
+                    op: DcOp::Civac,
+                    rt: 30,
+                },
+            ),
             (0xd50b_7522, Insn::IcIvau { rt: 2 }),
             (0xd50b_753f, Insn::IcIvau { rt: 31 }),
             (0xd508_751f, Insn::IcIallu),

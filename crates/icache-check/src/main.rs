@@ -48,7 +48,8 @@ const CPU_MODELS: &[(&str, u64)] = &[
 
 const DEFAULT_CPU: &str = "cortex-a72";
 const DEFAULT_LD_PREFIX: &str = "/usr/aarch64-linux-gnu";
-const USAGE: &str = "usage: icache-check [--cpu MODEL] [--idc] [--dic] [--plugin PATH] -- PROGRAM [ARGS...]";
+const USAGE: &str =
+    "usage: icache-check [--cpu MODEL] [--idc] [--dic] [--plugin PATH] -- PROGRAM [ARGS...]";
 
 /// The parsed command line.
 #[derive(Debug, PartialEq, Eq)]
@@ -107,7 +108,10 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Options, Strin
 fn plugin_args(cpu: &str, idc: bool, dic: bool) -> Result<String, String> {
     let Some(&(_, ctr)) = CPU_MODELS.iter().find(|(name, _)| *name == cpu) else {
         let known: Vec<&str> = CPU_MODELS.iter().map(|(n, _)| *n).collect();
-        return Err(format!("unknown CPU model {cpu}; known: {}", known.join(", ")));
+        return Err(format!(
+            "unknown CPU model {cpu}; known: {}",
+            known.join(", ")
+        ));
     };
     let dline = 4u64 << ((ctr >> 16) & 0xf);
     let iline = 4u64 << (ctr & 0xf);
@@ -188,10 +192,8 @@ fn main() -> ExitCode {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    let log_path = std::env::temp_dir().join(format!(
-        "icache-check-{}-{nanos}.log",
-        std::process::id()
-    ));
+    let log_path =
+        std::env::temp_dir().join(format!("icache-check-{}-{nanos}.log", std::process::id()));
     let mut plugin_arg = OsString::from(plugin.as_os_str());
     plugin_arg.push(format!(",{pargs}"));
 
@@ -291,7 +293,9 @@ mod tests {
         assert_eq!(plugin_args("a64fx", false, false).unwrap(), want);
         let want = "dline=32,iline=32,idc=on,dic=on";
         assert_eq!(plugin_args("max", true, true).unwrap(), want);
-        assert!(plugin_args("cortex-a99", false, false).unwrap_err().contains("cortex-a72"));
+        assert!(plugin_args("cortex-a99", false, false)
+            .unwrap_err()
+            .contains("cortex-a72"));
     }
 
     #[test]

@@ -480,10 +480,12 @@ impl Model {
         self.sync(v, now);
     }
 
-    /// Forgets the guest's stores to the whole pages in `[addr, addr + len)`.
+    /// Forgets the guest's stores to the pages in `[addr, addr + len)`. The
+    /// kernel rounds the length of `mmap`, `munmap` and `mremap` up to whole
+    /// pages (mm/mmap.c), so a partial last page goes too.
     fn forget(&mut self, addr: u64, len: u64) {
-        let first = addr.div_ceil(PAGE_SIZE);
-        let end = addr.saturating_add(len) / PAGE_SIZE;
+        let first = addr / PAGE_SIZE;
+        let end = addr.saturating_add(len).div_ceil(PAGE_SIZE);
         if end.saturating_sub(first) > self.pages.len() as u64 {
             self.pages.retain(|&p, _| p < first || p >= end);
         } else {
@@ -551,7 +553,9 @@ impl Model {
                 Some("an ic ivau of this line was issued but no dsb completed it")
             }
             Missing::NotInvalidated => Some("no ic ivau covered this line after the clean"),
-            Missing::NoContextSync => Some("needs an isb here, or membarrier SYNC_CORE from the writer"),
+            Missing::NoContextSync => {
+                Some("needs an isb here, or membarrier SYNC_CORE from the writer")
+            }
         }
     }
 }
@@ -606,7 +610,14 @@ mod tests {
             match e {
                 Start(v) => m.vcpu_start(v),
                 Store(v, a) => m.store(v, a, 4, STORE_PC),
-                Dc(v, a) => m.maintenance(v, Insn::DcClean { op: DcOp::Cvau, rt: 0 }, a),
+                Dc(v, a) => m.maintenance(
+                    v,
+                    Insn::DcClean {
+                        op: DcOp::Cvau,
+                        rt: 0,
+                    },
+                    a,
+                ),
                 Ic(v, a) => m.maintenance(v, Insn::IcIvau { rt: 0 }, a),
                 IcAllu(v) => m.maintenance(v, Insn::IcIallu, 0),
                 IcAlluIs(v) => m.maintenance(v, Insn::IcIalluis, 0),
@@ -659,7 +670,10 @@ mod tests {
 
     #[test]
     fn missing_clean_is_reported() {
-        assert_eq!(only(&run(A72, &script("clean"))), (Missing::NotCleaned, CODE));
+        assert_eq!(
+            only(&run(A72, &script("clean"))),
+            (Missing::NotCleaned, CODE)
+        );
     }
 
     #[test]
@@ -671,7 +685,10 @@ mod tests {
 
     #[test]
     fn missing_invalidate_is_reported() {
-        assert_eq!(only(&run(A72, &script("ic"))), (Missing::NotInvalidated, CODE));
+        assert_eq!(
+            only(&run(A72, &script("ic"))),
+            (Missing::NotInvalidated, CODE)
+        );
     }
 
     #[test]
@@ -683,7 +700,10 @@ mod tests {
 
     #[test]
     fn missing_isb_is_reported() {
-        assert_eq!(only(&run(A72, &script("isb"))), (Missing::NoContextSync, CODE));
+        assert_eq!(
+            only(&run(A72, &script("isb"))),
+            (Missing::NoContextSync, CODE)
+        );
     }
 
     #[test]
@@ -693,19 +713,28 @@ mod tests {
         assert_eq!(v[0].store_vcpu, 1);
         assert_eq!(v[0].store_pc, STORE_PC);
         let text = v[0].to_string();
-        assert!(text.contains("vCPU 0 executed 0x100000: not cleaned"), "{text}");
+        assert!(
+            text.contains("vCPU 0 executed 0x100000: not cleaned"),
+            "{text}"
+        );
         assert!(text.contains("stored by pc 0x4000 on vCPU 1"), "{text}");
     }
 
     #[test]
     fn every_stale_execution_counts() {
-        let v = run(A72, &[Start(0), Store(0, CODE), Exec(0, CODE), Exec(0, CODE)]);
+        let v = run(
+            A72,
+            &[Start(0), Store(0, CODE), Exec(0, CODE), Exec(0, CODE)],
+        );
         assert_eq!(v.len(), 2);
     }
 
     #[test]
     fn code_never_stored_is_coherent() {
-        assert_eq!(run(A72, &[Start(0), Store(0, CODE), Exec(0, CODE + 4)]), vec![]);
+        assert_eq!(
+            run(A72, &[Start(0), Store(0, CODE), Exec(0, CODE + 4)]),
+            vec![]
+        );
         assert_eq!(run(A72, &[Start(0), Exec(0, 0x40_0000)]), vec![]);
     }
 
@@ -781,7 +810,11 @@ mod tests {
     #[test]
     fn membarrier_before_the_invalidation_completed_does_not_count() {
         let mut s = vec![Start(0), Start(1), Store(0, CODE), Dc(0, CODE), Dsb(0)];
-        s.extend([Ic(0, CODE), Syscall(0, sysno::MEMBARRIER, SYNC_CORE, 0), Dsb(0)]);
+        s.extend([
+            Ic(0, CODE),
+            Syscall(0, sysno::MEMBARRIER, SYNC_CORE, 0),
+            Dsb(0),
+        ]);
         s.push(Exec(1, CODE));
         assert_eq!(only(&run(A72, &s)), (Missing::NoContextSync, CODE));
     }
@@ -850,7 +883,11 @@ mod tests {
                 Isb(0),
                 Exec(0, CODE),
             ];
-            assert_eq!(only(&run(A72, &s)), (Missing::NotInvalidated, CODE), "{crm:#b}");
+            assert_eq!(
+                only(&run(A72, &s)),
+                (Missing::NotInvalidated, CODE),
+                "{crm:#b}"
+            );
         }
     }
 
@@ -879,13 +916,27 @@ mod tests {
 
     #[test]
     fn with_idc_a_missing_dsb_is_still_reported() {
-        let s = [Start(0), Store(0, CODE), Ic(0, CODE), Dsb(0), Isb(0), Exec(0, CODE)];
+        let s = [
+            Start(0),
+            Store(0, CODE),
+            Ic(0, CODE),
+            Dsb(0),
+            Isb(0),
+            Exec(0, CODE),
+        ];
         assert_eq!(only(&run(IDC, &s)), (Missing::NotInvalidated, CODE));
     }
 
     #[test]
     fn with_dic_the_invalidate_is_not_needed() {
-        let s = [Start(0), Store(0, CODE), Dc(0, CODE), Dsb(0), Isb(0), Exec(0, CODE)];
+        let s = [
+            Start(0),
+            Store(0, CODE),
+            Dc(0, CODE),
+            Dsb(0),
+            Isb(0),
+            Exec(0, CODE),
+        ];
         assert_eq!(run(DIC, &s), vec![]);
     }
 
@@ -912,27 +963,66 @@ mod tests {
 
     #[test]
     fn ic_iallu_still_needs_an_isb() {
-        let s = [Start(0), Store(0, CODE), Dc(0, CODE), Dsb(0), IcAllu(0), Dsb(0), Exec(0, CODE)];
+        let s = [
+            Start(0),
+            Store(0, CODE),
+            Dc(0, CODE),
+            Dsb(0),
+            IcAllu(0),
+            Dsb(0),
+            Exec(0, CODE),
+        ];
         assert_eq!(only(&run(A72, &s)), (Missing::NoContextSync, CODE));
     }
 
     #[test]
     fn ic_ialluis_invalidates_every_vcpu() {
         let mut s = vec![Start(0), Start(1), Store(0, CODE), Dc(0, CODE), Dsb(0)];
-        s.extend([IcAlluIs(0), Dsb(0), Isb(0), Isb(1), Exec(0, CODE), Exec(1, CODE)]);
+        s.extend([
+            IcAlluIs(0),
+            Dsb(0),
+            Isb(0),
+            Isb(1),
+            Exec(0, CODE),
+            Exec(1, CODE),
+        ]);
         assert_eq!(run(A72, &s), vec![]);
     }
 
     #[test]
     fn munmap_and_mmap_forget_the_stores() {
         let gone = [CODE, PAGE_SIZE, 0];
-        let s = [Start(0), Store(0, CODE), Syscall(0, sysno::MUNMAP, gone, 0), Exec(0, CODE)];
+        let s = [
+            Start(0),
+            Store(0, CODE),
+            Syscall(0, sysno::MUNMAP, gone, 0),
+            Exec(0, CODE),
+        ];
         assert_eq!(run(A72, &s), vec![]);
         let fresh = [0, PAGE_SIZE, 7];
-        let s = [Start(0), Store(0, CODE), Syscall(0, sysno::MMAP, fresh, CODE as i64), Exec(0, CODE)];
+        let s = [
+            Start(0),
+            Store(0, CODE),
+            Syscall(0, sysno::MMAP, fresh, CODE as i64),
+            Exec(0, CODE),
+        ];
+        assert_eq!(run(A72, &s), vec![]);
+        // A length that is not a multiple of the page size covers the last page.
+        let short = [CODE, 100, 0];
+        let s = [
+            Start(0),
+            Store(0, CODE + 200),
+            Syscall(0, sysno::MUNMAP, short, 0),
+            Exec(0, CODE + 200),
+        ];
         assert_eq!(run(A72, &s), vec![]);
         // A failed munmap forgets nothing.
-        let s = [Start(0), Store(0, CODE), Syscall(0, sysno::MUNMAP, gone, -22), Exec(0, CODE)];
+        let s = [
+            Start(0),
+            Store(0, CODE),
+            Syscall(0, sysno::MUNMAP, gone, -22),
+            Exec(0, CODE),
+        ];
         assert_eq!(only(&run(A72, &s)), (Missing::NotCleaned, CODE));
     }
 
@@ -954,7 +1044,10 @@ mod tests {
         m.vcpu_start(0);
         m.store(0, CODE + 2, 8, STORE_PC); // bytes 2..10 -> words 0, 4, 8
         for off in [0, 4, 8] {
-            assert_eq!(m.execute(0, CODE + off).map(|v| v.missing), Some(Missing::NotCleaned));
+            assert_eq!(
+                m.execute(0, CODE + off).map(|v| v.missing),
+                Some(Missing::NotCleaned)
+            );
         }
         assert_eq!(m.execute(0, CODE + 12), None);
     }
@@ -976,7 +1069,14 @@ mod tests {
         m.store(0, CODE + 0x800, 4, STORE_PC); // never executed
         for e in sequence(0, CODE, "") {
             if let Dc(v, a) = e {
-                m.maintenance(v, Insn::DcClean { op: DcOp::Civac, rt: 3 }, a);
+                m.maintenance(
+                    v,
+                    Insn::DcClean {
+                        op: DcOp::Civac,
+                        rt: 3,
+                    },
+                    a,
+                );
             } else if let Ic(v, a) = e {
                 m.maintenance(v, Insn::IcIvau { rt: 3 }, a);
             } else if let Dsb(v) = e {
@@ -994,15 +1094,20 @@ mod tests {
     #[test]
     fn ctr_el0_values_decode_to_line_sizes_and_flags() {
         let table = [
-            (0x8444_c004, 64, 64, false, false),   // cortex-a72 under QEMU 7.2
-            (0x8444_8004, 64, 64, false, false),   // cortex-a53
+            (0x8444_c004, 64, 64, false, false), // cortex-a72 under QEMU 7.2
+            (0x8444_8004, 64, 64, false, false), // cortex-a53
             (0x8666_8006, 256, 256, false, false), // a64fx
-            (0x8003_8003, 32, 32, false, false),   // max
-            (0xb444_c004, 64, 64, true, true),     // neoverse-n1 silicon
-            (0x9444_8004, 64, 64, true, false),    // cortex-a55 silicon
+            (0x8003_8003, 32, 32, false, false), // max
+            (0xb444_c004, 64, 64, true, true),   // neoverse-n1 silicon
+            (0x9444_8004, 64, 64, true, false),  // cortex-a55 silicon
         ];
         for (ctr, dline, iline, idc, dic) in table {
-            let want = Config { dline, iline, idc, dic };
+            let want = Config {
+                dline,
+                iline,
+                idc,
+                dic,
+            };
             assert_eq!(Config::from_ctr_el0(ctr), want, "{ctr:#x}");
         }
     }

@@ -255,9 +255,19 @@ unsafe extern "C" fn tb_trans(_id: qemu_plugin_id_t, tb: *mut qemu_plugin_tb) {
     }
 }
 
-unsafe extern "C" fn mem_cb(vcpu: c_uint, info: qemu_plugin_meminfo_t, vaddr: u64, pc: *mut c_void) {
+unsafe extern "C" fn mem_cb(
+    vcpu: c_uint,
+    info: qemu_plugin_meminfo_t,
+    vaddr: u64,
+    pc: *mut c_void,
+) {
     // SAFETY: `info` comes straight from QEMU.
-    let (store, shift) = unsafe { (qemu_plugin_mem_is_store(info), qemu_plugin_mem_size_shift(info)) };
+    let (store, shift) = unsafe {
+        (
+            qemu_plugin_mem_is_store(info),
+            qemu_plugin_mem_size_shift(info),
+        )
+    };
     if !store {
         return;
     }

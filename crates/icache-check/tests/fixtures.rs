@@ -29,7 +29,10 @@ fn require(tool: &str, package: &str) {
 /// the runner only on `cargo build`, where it may be stale; prefer `deps/`.
 fn plugin() -> PathBuf {
     let dir = Path::new(RUNNER).parent().expect("runner directory");
-    let candidates = [dir.join("deps/libicache_check.so"), dir.join("libicache_check.so")];
+    let candidates = [
+        dir.join("deps/libicache_check.so"),
+        dir.join("libicache_check.so"),
+    ];
     candidates
         .iter()
         .find(|p| p.is_file())
@@ -38,7 +41,10 @@ fn plugin() -> PathBuf {
 }
 
 fn build(bug: u32) -> PathBuf {
-    require("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu and libc6-dev-arm64-cross");
+    require(
+        "aarch64-linux-gnu-gcc",
+        "gcc-aarch64-linux-gnu and libc6-dev-arm64-cross",
+    );
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/jit.c");
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("jit-bug{bug}"));
     let status = Command::new("aarch64-linux-gnu-gcc")
@@ -83,7 +89,11 @@ fn run(bug: u32, cpu: &str) -> (i32, Vec<(u32, String)>) {
     }
     let summary = summary.unwrap_or_else(|| panic!("no summary line for {bug}:\n{stderr}"));
     let want = format!("icache-check: {} violations, ", found.len());
-    assert!(summary.starts_with(&want), "{summary} vs {} reports", found.len());
+    assert!(
+        summary.starts_with(&want),
+        "{summary} vs {} reports",
+        found.len()
+    );
     assert!(summary.ends_with(" 2 vCPUs"), "{summary}");
     (out.status.code().unwrap_or(-1), found)
 }
