@@ -79,6 +79,28 @@ macro_rules! os_call_per_range {
     };
 }
 
+/// For backends where one `clear_cache` covers every address at once (a
+/// barrier instruction, or nothing at all): a batch and double-mapped code
+/// need exactly one `clear_cache`.
+#[allow(unused_macros)]
+macro_rules! whole_address_space_per_call {
+    () => {
+        pub(crate) unsafe fn clear_cache_ranges(_ranges: &[(usize, usize)]) -> Result<(), Error> {
+            // SAFETY: the range is not looked at.
+            unsafe { clear_cache(0, 0) }
+        }
+
+        pub(crate) unsafe fn clear_cache_dual(
+            _write: usize,
+            _exec: usize,
+            _len: usize,
+        ) -> Result<(), Error> {
+            // SAFETY: the range is not looked at.
+            unsafe { clear_cache(0, 0) }
+        }
+    };
+}
+
 /// Declares the backends as an if/else-if chain of `cfg`s: each entry's
 /// module is compiled only if its predicate holds and no earlier one did.
 macro_rules! choose_backend {

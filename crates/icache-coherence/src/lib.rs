@@ -279,6 +279,28 @@ pub struct CacheInfo {
     pub pipeline_flush_needed: bool,
 }
 
+impl CacheInfo {
+    /// For backends that step by no cache lines themselves: the OS does the
+    /// maintenance, or one instruction covers every address.
+    #[allow(dead_code)] // the AArch64 and POWER backends step by lines
+    pub(crate) const fn without_lines(
+        mechanism: &'static str,
+        pipeline_flush_mechanism: &'static str,
+        maintenance_needed: bool,
+        pipeline_flush_needed: bool,
+    ) -> CacheInfo {
+        CacheInfo {
+            mechanism,
+            pipeline_flush_mechanism,
+            data_line: None,
+            instruction_line: None,
+            needs_clean: maintenance_needed,
+            needs_invalidate: maintenance_needed,
+            pipeline_flush_needed,
+        }
+    }
+}
+
 /// Describes the platform's cache maintenance as this library performs it.
 ///
 /// On AArch64 the line sizes are the running minimum over every CTR_EL0

@@ -64,10 +64,9 @@ fn site() -> (usize, Vec<u8>) {
     }
 }
 
-#[test]
-#[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
-fn threads_inside_patched_code_see_the_new_branch_after_the_flush() {
-    let pages = CodePages::new(1);
+/// Writes the entry (branching to stub 0) and the stubs, makes them
+/// coherent, and returns the word to patch; the page stays RWX.
+fn patchable(pages: &CodePages) -> &AtomicU32 {
     let (word_at, entry) = site();
     let entry_ptr = pages.write(0, 0, &entry);
     for k in 0..STUBS {
@@ -76,12 +75,19 @@ fn threads_inside_patched_code_see_the_new_branch_after_the_flush() {
     unsafe { clear_cache(entry_ptr, STUB_AT + STUBS * STUB_SIZE) }.unwrap();
     pages.writable_and_executable(0);
     cross_modify_flush_mt().unwrap();
+    unsafe { &*(pages.page(0).add(word_at) as *const AtomicU32) }
+}
+
+#[test]
+#[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+fn threads_inside_patched_code_see_the_new_branch_after_the_flush() {
+    let pages = CodePages::new(1);
+    let word = patchable(&pages);
 
     let published = AtomicUsize::new(0); // the stub every reader must reach by now
     let stop = AtomicBool::new(false);
     let stale = AtomicBool::new(false);
     let calls = AtomicU32::new(0);
-    let word = unsafe { &*(pages.page(0).add(word_at) as *const AtomicU32) };
 
     std::thread::scope(|s| {
         for _ in 0..3 {
@@ -120,15 +126,7 @@ fn threads_inside_patched_code_see_the_new_branch_after_the_flush() {
 #[test]
 fn paused_threads_see_the_new_branch_after_the_flush() {
     let pages = CodePages::new(1);
-    let (word_at, entry) = site();
-    let entry_ptr = pages.write(0, 0, &entry);
-    for k in 0..STUBS {
-        pages.write(0, STUB_AT + k * STUB_SIZE, &return_n(k as u32 + 1));
-    }
-    unsafe { clear_cache(entry_ptr, STUB_AT + STUBS * STUB_SIZE) }.unwrap();
-    pages.writable_and_executable(0);
-    cross_modify_flush_mt().unwrap();
-    let word = unsafe { &*(pages.page(0).add(word_at) as *const AtomicU32) };
+    let word = patchable(&pages);
 
     const READERS: usize = 3;
     let round = AtomicUsize::new(0); // readers run round k once it is published

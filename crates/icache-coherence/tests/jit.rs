@@ -11,9 +11,9 @@
 
 mod common;
 
-use common::{call_at, return_n, CodePages};
-use icache_coherence::{clear_cache, pipeline_flush_mt};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::SeqCst};
+use common::{return_n, CodePages, Republished};
+use icache_coherence::clear_cache;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
 
 #[test]
 fn generated_function_returns_its_value() {
@@ -67,58 +67,28 @@ fn function_spanning_a_page_boundary_runs() {
 }
 
 /// Four threads keep calling the latest published function while the main
-/// thread republishes it, with `pipeline_flush_mt` after each publish.
-///
-/// Publishing protocol: code lives in `SLOTS` pages; a reader pins the slot
-/// it is about to run (Dekker-style: pin, then re-check it is still the
-/// latest), and the writer only rewrites a slot that is neither the latest
-/// nor pinned. So no thread ever runs bytes while they are being rewritten
-/// (that would be cross-modifying code, which `pipeline_flush_mt` is not
-/// for), and every call checks the value stored for its slot.
+/// thread republishes it 1,000 times, with `pipeline_flush_mt` after each
+/// publish (W^X pages: mprotect RW, write, clear_cache, mprotect RX). The
+/// protocol that keeps code from being rewritten while it runs is
+/// `common::Republished`.
 #[test]
 fn threads_always_run_the_latest_published_function() {
-    const SLOTS: usize = 3;
     const PUBLISHES: u32 = 1000;
-    let pages = CodePages::new(SLOTS);
-    let latest = AtomicUsize::new(0);
-    let expected: [AtomicU32; SLOTS] = Default::default();
-    let pins: [AtomicUsize; SLOTS] = Default::default();
+    let f = Republished::new(3, true);
     let done = AtomicBool::new(false);
     let stale = AtomicBool::new(false);
     let newest_run = AtomicU32::new(0);
-
-    let publish = |slot: usize, value: u32| {
-        let code = return_n(value);
-        pages.writable(slot);
-        let f = pages.write(slot, 0, &code);
-        unsafe { clear_cache(f, code.len()) }.unwrap();
-        pages.executable(slot);
-        expected[slot].store(value, SeqCst);
-        pipeline_flush_mt().unwrap();
-        latest.store(slot, SeqCst);
-    };
-    publish(0, 1);
 
     std::thread::scope(|s| {
         for _ in 0..4 {
             s.spawn(|| {
                 let mut last_seen = 0;
                 while !done.load(SeqCst) {
-                    let slot = loop {
-                        let k = latest.load(SeqCst);
-                        pins[k].fetch_add(1, SeqCst);
-                        if latest.load(SeqCst) == k {
-                            break k;
-                        }
-                        pins[k].fetch_sub(1, SeqCst);
-                    };
-                    let want = expected[slot].load(SeqCst);
-                    let got = unsafe { call_at(pages.page(slot) as *const _) };
-                    pins[slot].fetch_sub(1, SeqCst);
+                    let (got, want) = f.call_latest();
                     if got != want || got < last_seen {
                         // Report after the scope: a panic here would leave
                         // the writer waiting for this reader forever.
-                        eprintln!("slot {slot} returned {got}, expected {want} (last {last_seen})");
+                        eprintln!("returned {got}, expected {want} (last {last_seen})");
                         stale.store(true, SeqCst);
                         return;
                     }
@@ -128,14 +98,7 @@ fn threads_always_run_the_latest_published_function() {
             });
         }
         for value in 2..=PUBLISHES {
-            let slot = loop {
-                let cur = latest.load(SeqCst);
-                if let Some(free) = (0..SLOTS).find(|&k| k != cur && pins[k].load(SeqCst) == 0) {
-                    break free;
-                }
-                std::thread::yield_now();
-            };
-            publish(slot, value);
+            f.publish(value);
             // Every published version must be run by some reader before the
             // next one, so the readers really race with the republishing.
             while newest_run.load(SeqCst) < value && !stale.load(SeqCst) {

@@ -158,6 +158,22 @@ fn sandbox_child() {
     println!("sandbox child: documented result for {mode}");
 }
 
+/// The child ran to its end: not killed, every assertion held.
+#[cfg(target_arch = "x86_64")]
+fn assert_child_succeeded(out: &std::process::Output, mode: &str) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "mode {mode}: child failed or was killed ({:?})\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(
+        stdout.contains(&format!("documented result for {mode}")),
+        "{stdout}"
+    );
+}
+
 /// In-process filters work natively; under qemu-user (every non-x86-64
 /// target here) the host-side variant in `cargo xtask ci` covers this.
 #[test]
@@ -177,17 +193,7 @@ fn sandboxed_membarrier_gets_the_documented_result() {
             .env("ICACHE_SANDBOX_INSTALL", "self")
             .output()
             .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success(),
-            "mode {mode}: child failed or was killed ({:?})\n{stdout}\n{stderr}",
-            out.status
-        );
-        assert!(
-            stdout.contains(&format!("documented result for {mode}")),
-            "{stdout}"
-        );
+        assert_child_succeeded(&out, mode);
     }
 }
 
@@ -209,16 +215,6 @@ fn sandbox_host_launcher() {
         .env("ICACHE_SANDBOX_INSTALL", "host")
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "mode {mode}: emulated child failed or was killed ({:?})\n{stdout}\n{stderr}",
-        out.status
-    );
-    assert!(
-        stdout.contains(&format!("documented result for {mode}")),
-        "{stdout}"
-    );
+    assert_child_succeeded(&out, &mode);
     println!("sandbox host launcher: {mode} ok");
 }

@@ -23,17 +23,7 @@ pub(crate) unsafe fn clear_cache(_start: usize, _len: usize) -> Result<(), Error
     Ok(())
 }
 
-/// A batch needs one `ibar`, whatever the number of ranges.
-pub(crate) unsafe fn clear_cache_ranges(_ranges: &[(usize, usize)]) -> Result<(), Error> {
-    // SAFETY: forwarded from the caller.
-    unsafe { clear_cache(0, 0) }
-}
-
-/// The caches are coherent in hardware; only this core's pipeline matters.
-pub(crate) unsafe fn clear_cache_dual(_write: usize, _exec: usize, _len: usize) -> Result<(), Error> {
-    // SAFETY: forwarded from the caller.
-    unsafe { clear_cache(0, 0) }
-}
+whole_address_space_per_call!();
 
 /// Cross-modifying code needs the same broadcast synchronization.
 #[cfg(feature = "std")]
@@ -46,13 +36,5 @@ pub(crate) use super::linux_membarrier::pipeline_flush_mt;
 pub(crate) const PIPELINE_MECHANISM: &str = super::MEMBARRIER_SYNC_CORE;
 
 pub(crate) fn cache_info() -> CacheInfo {
-    CacheInfo {
-        mechanism: MECHANISM,
-        pipeline_flush_mechanism: PIPELINE_MECHANISM,
-        data_line: None,
-        instruction_line: None,
-        needs_clean: false,
-        needs_invalidate: false,
-        pipeline_flush_needed: true,
-    }
+    CacheInfo::without_lines(MECHANISM, PIPELINE_MECHANISM, false, true)
 }

@@ -37,13 +37,5 @@ pub(crate) fn cross_modify_flush_mt() -> Result<(), Error> {
 }
 
 pub(crate) fn cache_info() -> CacheInfo {
-    CacheInfo {
-        mechanism: MECHANISM,
-        pipeline_flush_mechanism: PIPELINE_MECHANISM,
-        data_line: None,
-        instruction_line: None,
-        needs_clean: true,
-        needs_invalidate: true,
-        pipeline_flush_needed: true,
-    }
+    CacheInfo::without_lines(MECHANISM, PIPELINE_MECHANISM, true, true)
 }

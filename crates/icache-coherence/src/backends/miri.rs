@@ -18,15 +18,7 @@ pub(crate) fn pipeline_flush_mt() -> Result<(), Error> {
     Ok(())
 }
 
-#[inline(always)]
-pub(crate) unsafe fn clear_cache_ranges(_ranges: &[(usize, usize)]) -> Result<(), Error> {
-    Ok(())
-}
-
-#[inline(always)]
-pub(crate) unsafe fn clear_cache_dual(_write: usize, _exec: usize, _len: usize) -> Result<(), Error> {
-    Ok(())
-}
+whole_address_space_per_call!();
 
 #[inline(always)]
 pub(crate) fn cross_modify_flush_mt() -> Result<(), Error> {
@@ -34,13 +26,5 @@ pub(crate) fn cross_modify_flush_mt() -> Result<(), Error> {
 }
 
 pub(crate) fn cache_info() -> CacheInfo {
-    CacheInfo {
-        mechanism: MECHANISM,
-        pipeline_flush_mechanism: PIPELINE_MECHANISM,
-        data_line: None,
-        instruction_line: None,
-        needs_clean: false,
-        needs_invalidate: false,
-        pipeline_flush_needed: false,
-    }
+    CacheInfo::without_lines(MECHANISM, PIPELINE_MECHANISM, false, false)
 }

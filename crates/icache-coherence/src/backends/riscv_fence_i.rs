@@ -24,17 +24,7 @@ pub(crate) unsafe fn clear_cache(_start: usize, _len: usize) -> Result<(), Error
     Ok(())
 }
 
-/// A batch needs one `fence.i`, whatever the number of ranges.
-pub(crate) unsafe fn clear_cache_ranges(_ranges: &[(usize, usize)]) -> Result<(), Error> {
-    // SAFETY: forwarded from the caller.
-    unsafe { clear_cache(0, 0) }
-}
-
-/// `fence.i` covers every address of this hart, aliases included.
-pub(crate) unsafe fn clear_cache_dual(_write: usize, _exec: usize, _len: usize) -> Result<(), Error> {
-    // SAFETY: forwarded from the caller.
-    unsafe { clear_cache(0, 0) }
-}
+whole_address_space_per_call!();
 
 pub(crate) fn cross_modify_flush_mt() -> Result<(), Error> {
     pipeline_flush_mt()
@@ -50,13 +40,5 @@ pub(crate) fn pipeline_flush_mt() -> Result<(), Error> {
 }
 
 pub(crate) fn cache_info() -> CacheInfo {
-    CacheInfo {
-        mechanism: MECHANISM,
-        pipeline_flush_mechanism: PIPELINE_MECHANISM,
-        data_line: None,
-        instruction_line: None,
-        needs_clean: true,
-        needs_invalidate: true,
-        pipeline_flush_needed: true,
-    }
+    CacheInfo::without_lines(MECHANISM, PIPELINE_MECHANISM, true, true)
 }

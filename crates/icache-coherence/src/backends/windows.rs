@@ -70,13 +70,5 @@ pub(crate) fn cross_modify_flush_mt() -> Result<(), Error> {
 }
 
 pub(crate) fn cache_info() -> CacheInfo {
-    CacheInfo {
-        mechanism: MECHANISM,
-        pipeline_flush_mechanism: PIPELINE_MECHANISM,
-        data_line: None,
-        instruction_line: None,
-        needs_clean: FLUSH_NEEDED,
-        needs_invalidate: FLUSH_NEEDED,
-        pipeline_flush_needed: FLUSH_NEEDED,
-    }
+    CacheInfo::without_lines(MECHANISM, PIPELINE_MECHANISM, FLUSH_NEEDED, FLUSH_NEEDED)
 }

@@ -217,3 +217,84 @@ pub fn return_n(n: u32) -> Vec<u8> {
 fn words_le(words: &[u32]) -> Vec<u8> {
     words.iter().flat_map(|w| w.to_le_bytes()).collect()
 }
+
+/// A function republished again and again while other threads call it.
+///
+/// Code lives in several slots (one page each). A reader pins the slot it
+/// is about to run (Dekker-style: pin, then re-check it is still the
+/// latest), and the writer only rewrites a slot that is neither the latest
+/// nor pinned. So no thread ever runs bytes while they are being rewritten
+/// (that would be cross-modifying code, which `pipeline_flush_mt` is not
+/// for), and every call can be checked against the value its slot holds.
+pub struct Republished {
+    pages: CodePages,
+    slots: usize,
+    /// W^X (mprotect around every write) or RWX pages (no syscalls between
+    /// the write and the call, so nothing synchronizes by accident).
+    w_xor_x: bool,
+    latest: std::sync::atomic::AtomicUsize,
+    expected: Vec<std::sync::atomic::AtomicU32>,
+    pins: Vec<std::sync::atomic::AtomicUsize>,
+}
+
+impl Republished {
+    /// `slots` pages, publishing `1` first.
+    pub fn new(slots: usize, w_xor_x: bool) -> Republished {
+        let r = Republished {
+            pages: CodePages::new(slots),
+            slots,
+            w_xor_x,
+            latest: Default::default(),
+            expected: (0..slots).map(|_| Default::default()).collect(),
+            pins: (0..slots).map(|_| Default::default()).collect(),
+        };
+        if !w_xor_x {
+            (0..slots).for_each(|k| r.pages.writable_and_executable(k));
+        }
+        r.publish(1);
+        r
+    }
+
+    /// Writes `return value` into a free slot, makes it coherent, flushes
+    /// every thread's pipeline, then makes it the latest.
+    pub fn publish(&self, value: u32) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let slot = loop {
+            let cur = self.latest.load(SeqCst);
+            let free = (0..self.slots).find(|&k| k != cur && self.pins[k].load(SeqCst) == 0);
+            match free {
+                Some(k) => break k,
+                None => std::thread::yield_now(),
+            }
+        };
+        let code = return_n(value);
+        if self.w_xor_x {
+            self.pages.writable(slot);
+        }
+        let f = self.pages.write(slot, 0, &code);
+        unsafe { icache_coherence::clear_cache(f, code.len()) }.unwrap();
+        if self.w_xor_x {
+            self.pages.executable(slot);
+        }
+        self.expected[slot].store(value, SeqCst);
+        icache_coherence::pipeline_flush_mt().unwrap();
+        self.latest.store(slot, SeqCst);
+    }
+
+    /// Calls the latest function: (what it returned, what it should return).
+    pub fn call_latest(&self) -> (u32, u32) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let slot = loop {
+            let k = self.latest.load(SeqCst);
+            self.pins[k].fetch_add(1, SeqCst);
+            if self.latest.load(SeqCst) == k {
+                break k;
+            }
+            self.pins[k].fetch_sub(1, SeqCst);
+        };
+        let want = self.expected[slot].load(SeqCst);
+        let got = self.pages.call(slot, 0);
+        self.pins[slot].fetch_sub(1, SeqCst);
+        (got, want)
+    }
+}
