@@ -1,6 +1,20 @@
 //! Project automation: `cargo xtask <command>` (the alias lives in
 //! `.cargo/config.toml`).
 //!
+//! - `cargo xtask setup` installs the cross toolchains, qemu-user, mingw-w64,
+//!   wine, the Rust targets and nightly components, and prepares the wine
+//!   prefix in `target/wine-prefix`. After it, `cargo test --target <triple>`
+//!   works by itself for every target with a runner in `.cargo/config.toml`.
+//! - `cargo xtask ci` runs setup and the whole matrix (`src/ci/matrix.rs`),
+//!   then prints a summary table (also saved to `target/ci-summary.txt`).
+//!   During development, `--only <substring>` (repeatable) runs the steps
+//!   whose "step target kind" label contains it, e.g. `--only a64fx`,
+//!   `--only wine`, `--only icache-check`; `--no-setup` skips setup.
+//!
+//! Where things live: platform lists in `src/targets.rs`, installation in
+//! `src/setup.rs` (wine in `src/setup/wine.rs`), the matrix in
+//! `src/ci/matrix.rs`, the runner and table in `src/ci.rs`.
+//!
 //! Each command is a module with a `main(&Workspace, &[String]) -> Result`;
 //! adding one is a new module plus one line in [`COMMANDS`].
 
