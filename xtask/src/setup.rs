@@ -91,22 +91,30 @@ fn missing_packages(wanted: &[&'static str]) -> Result<Vec<&'static str>> {
         return Ok(wanted.to_vec());
     }
     // One query for all; unknown packages go to stderr and are simply absent
-    // from stdout. Multi-arch packages print one line per architecture.
+    // from stdout, so the exit status is not looked at.
     let out = Cmd::new("dpkg-query")
         .args(["-W", "-f", "${Package} ${db:Status-Status}\n"])
         .args(wanted.iter().copied())
         .stdout_lossy()?;
-    let installed: Vec<&str> = out
+    Ok(not_installed(wanted, &out))
+}
+
+/// Which of `wanted` the `dpkg-query -f '${Package} ${db:Status-Status}\n'`
+/// output doesn't show as "installed". Removed packages whose configuration
+/// is left show "config-files"; multi-arch ones may print one line per
+/// architecture, possibly with an ":arch" suffix.
+fn not_installed(wanted: &[&'static str], dpkg_query: &str) -> Vec<&'static str> {
+    let installed: Vec<&str> = dpkg_query
         .lines()
         .filter_map(|line| line.split_once(' '))
-        .filter(|(_, status)| *status == "installed")
+        .filter(|(_, status)| status.trim() == "installed")
         .map(|(name, _)| name.split(':').next().unwrap_or(name))
         .collect();
-    Ok(wanted
+    wanted
         .iter()
         .copied()
         .filter(|p| !installed.contains(p))
-        .collect())
+        .collect()
 }
 
 fn is_root() -> Result<bool> {
@@ -156,23 +164,12 @@ fn rust_components() -> Result {
 }
 
 /// `toolchain` None is the one active in the workspace (stable).
-fn add_missing_components(toolchain: Option<&str>, wanted: &[&str]) -> Result {
+fn add_missing_components(toolchain: Option<&str>, wanted: &[&'static str]) -> Result {
     let mut list = Cmd::new("rustup").args(["component", "list", "--installed"]);
     if let Some(t) = toolchain {
         list = list.args(["--toolchain", t]);
     }
-    let installed = list.stdout()?;
-    // Installed components are listed with their host suffix
-    // ("miri-x86_64-unknown-linux-gnu"); rust-src has none.
-    let missing: Vec<&str> = wanted
-        .iter()
-        .copied()
-        .filter(|c| {
-            !installed
-                .lines()
-                .any(|l| l.trim() == *c || l.trim().starts_with(&format!("{c}-")))
-        })
-        .collect();
+    let missing = components_missing(wanted, &list.stdout()?, &host_triple()?);
     if missing.is_empty() {
         eprintln!(
             "setup:   {} components present: {}",
@@ -186,4 +183,75 @@ fn add_missing_components(toolchain: Option<&str>, wanted: &[&str]) -> Result {
         add = add.args(["--toolchain", t]);
     }
     add.run()
+}
+
+/// Which of `wanted` `rustup component list --installed` doesn't list.
+/// Host components carry the host triple ("miri-x86_64-unknown-linux-gnu");
+/// rust-src has none.
+fn components_missing(wanted: &[&'static str], installed: &str, host: &str) -> Vec<&'static str> {
+    wanted
+        .iter()
+        .copied()
+        .filter(|c| {
+            let with_host = format!("{c}-{host}");
+            !installed
+                .lines()
+                .map(str::trim)
+                .any(|l| l == *c || l == with_host)
+        })
+        .collect()
+}
+
+/// The host triple, as rustup names host components after it.
+fn host_triple() -> Result<String> {
+    let out = Cmd::new("rustc").arg("-vV").stdout()?;
+    out.lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(|h| h.trim().to_string())
+        .ok_or_else(|| "`rustc -vV` printed no host line".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOST: &str = "x86_64-unknown-linux-gnu";
+
+    #[test]
+    fn packages_dpkg_does_not_list_as_installed_are_missing() {
+        let out = "wine installed\n\
+                   wine64 config-files\n\
+                   qemu-user installed\n\
+                   libc6-dev-i386-cross:all installed\n";
+        let wanted = [
+            "wine",
+            "wine64",
+            "qemu-user",
+            "gcc-i686-linux-gnu",
+            "libc6-dev-i386-cross",
+        ];
+        assert_eq!(
+            not_installed(&wanted, out),
+            ["wine64", "gcc-i686-linux-gnu"]
+        );
+    }
+
+    #[test]
+    fn nothing_is_missing_when_all_are_installed() {
+        assert!(not_installed(&["wine"], "wine installed\n").is_empty());
+    }
+
+    #[test]
+    fn components_match_with_or_without_host_suffix() {
+        let installed = "cargo-x86_64-unknown-linux-gnu\n\
+                         miri-x86_64-unknown-linux-gnu\n\
+                         rust-std-x86_64-unknown-linux-gnu\n";
+        assert_eq!(
+            components_missing(&["rust-src", "miri"], installed, HOST),
+            ["rust-src"]
+        );
+        assert!(components_missing(&["rust-src"], "rust-src\n", HOST).is_empty());
+        // "rust" is not installed just because "rust-std-..." is.
+        assert_eq!(components_missing(&["rust"], installed, HOST), ["rust"]);
+    }
 }
