@@ -10,6 +10,11 @@ use crate::{setup, Workspace};
 use std::fmt;
 use std::time::{Duration, Instant};
 
+/// A step that takes longer has hung (a deadlocked threaded test under qemu,
+/// say): it is killed and FAILS, and the run goes on. The slowest step, the
+/// aarch64 suite under icache-check, takes about 6 minutes here.
+const STEP_LIMIT: Duration = Duration::from_secs(15 * 60);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Setup,
@@ -152,7 +157,7 @@ pub fn main(ws: &Workspace, args: &[String]) -> Result {
                 "not run: it needs `{} {}`, which failed",
                 all[d].name, all[d].target
             )),
-            _ => step.cmd.run(),
+            _ => step.cmd.run_with_timeout(STEP_LIMIT),
         };
         if let Err(e) = &result {
             eprintln!("FAILED: {e}");

@@ -2,8 +2,9 @@
 //! run with inherited output, run with a timeout, or run for its output.
 
 use std::fmt;
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -98,10 +99,11 @@ impl Cmd {
             match child.try_wait() {
                 Ok(Some(status)) => return check_status(self, status),
                 Ok(None) if start.elapsed() >= limit => {
-                    // Kill and reap; the error below is the interesting part.
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(format!("`{self}` did not finish within {limit:?}"));
+                    kill_tree(&mut child);
+                    return Err(format!(
+                        "`{self}` did not finish within {} s and was killed",
+                        limit.as_secs()
+                    ));
                 }
                 Ok(None) => thread::sleep(Duration::from_millis(100)),
                 Err(e) => return Err(format!("waiting for `{self}`: {e}")),
@@ -138,6 +140,55 @@ impl Cmd {
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
+}
+
+/// Kills `child` and every process below it. Killing only `cargo` would
+/// leave the test binary (and the qemu running it) behind, and once cargo is
+/// gone its children belong to init and can no longer be found, so the tree
+/// is collected first and then killed at once, by pid.
+fn kill_tree(child: &mut Child) {
+    let mut pids = descendants(child.id());
+    pids.push(child.id());
+    let _ = Command::new("kill")
+        .arg("-KILL")
+        .args(pids.iter().map(u32::to_string))
+        .stderr(Stdio::null())
+        .status();
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// All processes below `root`, from the parent pids in `/proc/<pid>/stat`.
+fn descendants(root: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let parent_of: Vec<(u32, u32)> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            Some((pid, parent_pid(&stat)?))
+        })
+        .collect();
+    let mut found = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for &(pid, ppid) in &parent_of {
+            if ppid == parent && !found.contains(&pid) {
+                found.push(pid);
+                frontier.push(pid);
+            }
+        }
+    }
+    found
+}
+
+/// The parent pid from a `/proc/<pid>/stat` line: "pid (comm) state ppid ...".
+/// The command name may itself contain spaces and parentheses, so fields are
+/// counted from the last ')'.
+fn parent_pid(stat: &str) -> Option<u32> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn check_status(cmd: &Cmd, status: ExitStatus) -> Result {
@@ -224,4 +275,54 @@ fn scrub_cargo_run_env(c: &mut Command) {
 pub fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parent_pid_is_read_after_the_command_name() {
+        assert_eq!(parent_pid("42 (cargo) S 7 42 42 0"), Some(7));
+        assert_eq!(parent_pid("43 (a b) (c)) R 42 43 1"), Some(42));
+        assert_eq!(parent_pid("garbage"), None);
+    }
+
+    #[test]
+    fn a_command_over_its_time_limit_is_killed_with_its_children() {
+        let pid_file = std::env::temp_dir().join(format!("xtask-kill-tree-{}", std::process::id()));
+        let script = format!("sleep 30 & echo $! > {}; wait", pid_file.display());
+        let start = Instant::now();
+        let r = Cmd::new("sh")
+            .args(["-c", &script])
+            .run_with_timeout(Duration::from_millis(500));
+        assert!(r.unwrap_err().contains("did not finish within"));
+        assert!(start.elapsed() < Duration::from_secs(10));
+        let sleeper = fs::read_to_string(&pid_file).unwrap();
+        let _ = fs::remove_file(&pid_file);
+        // Killed: gone, or a zombie until init reaps it.
+        let stat = format!("/proc/{}/stat", sleeper.trim());
+        let alive = (0..50).all(|_| {
+            let running = fs::read_to_string(&stat).is_ok_and(|s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+            });
+            if running {
+                thread::sleep(Duration::from_millis(20));
+            }
+            running
+        });
+        assert!(!alive, "the shell's child survived");
+    }
+
+    #[test]
+    fn display_quotes_what_a_shell_would_split() {
+        let c = Cmd::new("cargo")
+            .env("RUNNER", "/x/icache-check --cpu a64fx --")
+            .args(["test", "it's"]);
+        assert_eq!(
+            c.to_string(),
+            r"RUNNER='/x/icache-check --cpu a64fx --' cargo test 'it'\''s'"
+        );
+    }
 }
