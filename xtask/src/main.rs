@@ -20,6 +20,7 @@
 
 mod ci;
 mod cmd;
+mod mutants;
 mod setup;
 mod targets;
 
@@ -40,6 +41,11 @@ const COMMANDS: &[(&str, Command, &str)] = &[
         "ci",
         ci::main,
         "run setup, then the whole CI matrix and print a summary table [--only <substring>]... [--no-setup]",
+    ),
+    (
+        "mutants",
+        mutants::main,
+        "seed one fault per copy of the library, run its aarch64 tests under icache-check [--cpu MODEL] [--only <substring>]",
     ),
 ];
 

@@ -1,0 +1,369 @@
+//! `cargo xtask mutants`: seed one fault per copy of the library and check
+//! that its AArch64 test suite, run under the coherence checker, catches it.
+//!
+//! Each mutant is a copy of `crates/icache-coherence` in a temporary folder
+//! with exactly one textual change (the table below). The copy's tests run
+//! for `aarch64-unknown-linux-gnu` with icache-check as the cargo runner; a
+//! mutant is caught when the run fails: a test assertion, a crash, or the
+//! checker's exit status 86 for a violation. The table at the end says which.
+
+use crate::cmd::{Cmd, Result};
+use crate::targets::CHECKER_TARGET;
+use crate::Workspace;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The checker's exit status when it found violations.
+const VIOLATIONS: i32 = 86;
+/// A mutant that makes a test loop forever is caught by this limit.
+const RUN_LIMIT: Duration = Duration::from_secs(300);
+
+/// One seeded fault: in `file` (relative to the crate), replace the
+/// `nth` (0-based) occurrence of `from` with `to`.
+pub struct Mutant {
+    pub name: &'static str,
+    pub file: &'static str,
+    pub from: &'static str,
+    pub to: &'static str,
+    pub nth: usize,
+}
+
+const DC: &str =
+    r#"unsafe { asm!("dc cvau, {}", in(reg) line, options(nostack, preserves_flags)) }"#;
+const IC: &str =
+    r#"unsafe { asm!("ic ivau, {}", in(reg) line, options(nostack, preserves_flags)) }"#;
+const DSB: &str = r#"unsafe { asm!("dsb ish", options(nostack, preserves_flags)) };"#;
+const ISB: &str = r#"unsafe { asm!("isb", options(nostack, preserves_flags)) };"#;
+
+pub const MUTANTS: &[Mutant] = &[
+    Mutant {
+        name: "no dc cvau",
+        file: "src/backends/aarch64.rs",
+        from: DC,
+        to: "{ let _ = line; }",
+        nth: 0,
+    },
+    Mutant {
+        name: "no ic ivau",
+        file: "src/backends/aarch64.rs",
+        from: IC,
+        to: "{ let _ = line; }",
+        nth: 0,
+    },
+    Mutant {
+        name: "no first dsb",
+        file: "src/backends/aarch64.rs",
+        from: DSB,
+        to: "",
+        nth: 0,
+    },
+    Mutant {
+        name: "no second dsb",
+        file: "src/backends/aarch64.rs",
+        from: DSB,
+        to: "",
+        nth: 1,
+    },
+    Mutant {
+        name: "no isb",
+        file: "src/backends/aarch64.rs",
+        from: ISB,
+        to: "",
+        nth: 0,
+    },
+    Mutant {
+        name: "data line size doubled",
+        file: "src/ctr_el0.rs",
+        from: "4 << ((self.0 >> DMINLINE_SHIFT) & FIELD_MASK)",
+        to: "8 << ((self.0 >> DMINLINE_SHIFT) & FIELD_MASK)",
+        nth: 0,
+    },
+    Mutant {
+        name: "instruction line size doubled",
+        file: "src/ctr_el0.rs",
+        from: "4 << ((self.0 >> IMINLINE_SHIFT) & FIELD_MASK)",
+        to: "8 << ((self.0 >> IMINLINE_SHIFT) & FIELD_MASK)",
+        nth: 0,
+    },
+    Mutant {
+        // The classic `(start..=last).step_by(line)`: the walk starts at the
+        // unaligned start, so when the start's offset in its line exceeds
+        // the last byte's, it stops one line short.
+        name: "start not aligned down",
+        file: "src/lines.rs",
+        from: "first: start & mask,\n            last: last_byte & mask,",
+        to: "first: start,\n            last: start + (last_byte - start) / size * size,",
+        nth: 0,
+    },
+    Mutant {
+        name: "last line dropped",
+        file: "src/lines.rs",
+        from: "last: last_byte & mask,",
+        to: "last: (last_byte & mask).saturating_sub(size).max(start & mask),",
+        nth: 0,
+    },
+    Mutant {
+        // Bit 31 is RES1: reading IDC and DIC there makes every core look
+        // like one that needs neither the clean nor the invalidation.
+        name: "IDC/DIC read from the wrong bits",
+        file: "src/ctr_el0.rs",
+        from: "const IDC_BIT: u64 = 1 << 28;\nconst DIC_BIT: u64 = 1 << 29;",
+        to: "const IDC_BIT: u64 = 1 << 31;\nconst DIC_BIT: u64 = 1 << 31;",
+        nth: 0,
+    },
+    Mutant {
+        name: "pipeline_flush_mt does nothing",
+        file: "src/backends/linux_membarrier.rs",
+        from: "    FLUSH.flush()\n",
+        to: "    let _ = &FLUSH;\n    Ok(())\n",
+        nth: 0,
+    },
+];
+
+/// Applies `m` to `text`, or says why it cannot (the source changed and the
+/// mutant no longer matches: that must fail loudly, not test the original).
+pub fn apply(m: &Mutant, text: &str) -> Result<String> {
+    let at = text
+        .match_indices(m.from)
+        .nth(m.nth)
+        .map(|(i, _)| i)
+        .ok_or_else(|| {
+            format!(
+                "mutant `{}`: occurrence {} of {:?} not found in {}",
+                m.name, m.nth, m.from, m.file
+            )
+        })?;
+    Ok(format!(
+        "{}{}{}",
+        &text[..at],
+        m.to,
+        &text[at + m.from.len()..]
+    ))
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// The checker reported violations (exit 86).
+    CaughtByChecker,
+    /// A test failed or crashed.
+    CaughtByTests(String),
+    Missed,
+}
+
+pub fn main(ws: &Workspace, args: &[String]) -> Result {
+    let mut cpu = "cortex-a72".to_string();
+    let mut only: Option<String> = None;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match (arg.as_str(), it.next()) {
+            ("--cpu", Some(v)) => cpu = v.clone(),
+            ("--only", Some(v)) => only = Some(v.clone()),
+            _ => {
+                return Err(
+                    "usage: cargo xtask mutants [--cpu MODEL] [--only <substring>]".to_string(),
+                )
+            }
+        }
+    }
+    let selected: Vec<&Mutant> = MUTANTS
+        .iter()
+        .filter(|m| only.as_ref().is_none_or(|o| m.name.contains(o.as_str())))
+        .collect();
+    if selected.is_empty() {
+        return Err("--only matched no mutant".to_string());
+    }
+    let checker = ws.target_dir.join("release").join("icache-check");
+    Cmd::new("cargo")
+        .dir(&ws.root)
+        .args(["build", "-p", "icache-check", "--release"])
+        .run()?;
+    let original = ws.root.join("crates").join("icache-coherence");
+    let scratch = std::env::temp_dir().join(format!("icache-mutants-{}", std::process::id()));
+    // One build folder for every copy: the dependencies compile once.
+    let build_dir = ws.target_dir.join("mutants");
+    let mut rows = Vec::new();
+    let start = Instant::now();
+    for (i, m) in selected.iter().enumerate() {
+        let copy = scratch.join(format!("m{i}"));
+        copy_crate(&original, &copy, &ws.root.join("Cargo.lock"))?;
+        let path = copy.join(m.file);
+        let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        fs::write(&path, apply(m, &text)?).map_err(|e| format!("{}: {e}", path.display()))?;
+        eprintln!("\n==> mutant {}/{}: {}", i + 1, selected.len(), m.name);
+        let t = Instant::now();
+        let verdict = run_suite(&copy, &build_dir, &checker, &cpu)?;
+        rows.push((m.name, verdict, t.elapsed()));
+    }
+    let _ = fs::remove_dir_all(&scratch);
+
+    println!("\nmutants under icache-check --cpu {cpu}:\n");
+    println!("| mutant | result | caught by | seconds |");
+    println!("|---|---|---|---|");
+    for (name, verdict, time) in &rows {
+        let (result, by) = match verdict {
+            Verdict::CaughtByChecker => ("caught", "icache-check violation (exit 86)".to_string()),
+            Verdict::CaughtByTests(how) => ("caught", how.clone()),
+            Verdict::Missed => ("MISSED", "-".to_string()),
+        };
+        println!("| {name} | {result} | {by} | {:.0} |", time.as_secs_f64());
+    }
+    let missed = rows.iter().filter(|r| r.1 == Verdict::Missed).count();
+    println!(
+        "\n{} of {} caught in {:.0} s",
+        rows.len() - missed,
+        rows.len(),
+        start.elapsed().as_secs_f64()
+    );
+    if missed == 0 {
+        Ok(())
+    } else {
+        Err(format!("{missed} mutant(s) MISSED"))
+    }
+}
+
+/// Copies the crate (sources, tests, examples, manifest, build script) and
+/// the workspace's lock file, so the copy resolves the same dependencies.
+fn copy_crate(from: &Path, to: &Path, lock: &Path) -> Result {
+    let _ = fs::remove_dir_all(to);
+    copy_dir(from, to)?;
+    fs::copy(lock, to.join("Cargo.lock")).map_err(|e| format!("copying the lock file: {e}"))?;
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result {
+    fs::create_dir_all(to).map_err(|e| format!("{}: {e}", to.display()))?;
+    let entries = fs::read_dir(from).map_err(|e| format!("{}: {e}", from.display()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let dest: PathBuf = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &dest)?;
+        } else {
+            fs::copy(entry.path(), &dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs the copy's aarch64 suite under the checker. The copy lives outside
+/// the workspace, so the linker and runner come from the environment rather
+/// than `.cargo/config.toml`.
+fn run_suite(copy: &Path, build_dir: &Path, checker: &Path, cpu: &str) -> Result<Verdict> {
+    let var = CHECKER_TARGET.to_uppercase().replace('-', "_");
+    let mut child = Command::new("cargo")
+        .current_dir(copy)
+        // The integration tests only: they run generated code, so it is the
+        // checker (or a crash) that must catch the fault. The unit tests of
+        // the pure arithmetic would catch some mutants without it.
+        .args([
+            "test",
+            "--target",
+            CHECKER_TARGET,
+            "--no-fail-fast",
+            "--test",
+            "*",
+        ])
+        .env("CARGO_TARGET_DIR", build_dir)
+        .env(
+            format!("CARGO_TARGET_{var}_LINKER"),
+            "aarch64-linux-gnu-gcc",
+        )
+        .env(
+            format!("CARGO_TARGET_{var}_RUNNER"),
+            format!("{} --cpu {cpu} --", checker.display()),
+        )
+        .env("QEMU_CPU", cpu)
+        .env("ICACHE_LONG_RUN_PUBLISHES", "2000")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start cargo test: {e}"))?;
+    let out = wait_with_limit(&mut child)?;
+    let text = format!("{}{}", out.0, out.1);
+    if out.2 == Some(0) {
+        return Ok(Verdict::Missed);
+    }
+    if text.contains("violation(s): exiting with 86")
+        || text.contains(&format!("exit status: {VIOLATIONS}"))
+    {
+        return Ok(Verdict::CaughtByChecker);
+    }
+    let how = if out.2.is_none() {
+        "a crash, a hang or a timeout".to_string()
+    } else if text.contains("panicked") {
+        "a failing test assertion".to_string()
+    } else {
+        "a failing test binary".to_string()
+    };
+    Ok(Verdict::CaughtByTests(how))
+}
+
+/// Waits for `child` (at most [`RUN_LIMIT`]); returns its stdout, stderr
+/// and exit code (`None` if it was killed by a signal or by the limit).
+fn wait_with_limit(child: &mut std::process::Child) -> Result<(String, String, Option<i32>)> {
+    use std::io::Read;
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let out_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(o) = stdout.as_mut() {
+            let _ = o.read_to_string(&mut s);
+        }
+        s
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(e) = stderr.as_mut() {
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    });
+    let start = Instant::now();
+    let code = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status.code(),
+            Ok(None) if start.elapsed() > RUN_LIMIT => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(200)),
+            Err(e) => return Err(format!("waiting for cargo test: {e}")),
+        }
+    };
+    let out = out_thread.join().unwrap_or_default();
+    let err = err_thread.join().unwrap_or_default();
+    Ok((out, err, code))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every mutant must still match the library's source: a mutant that
+    /// silently stops applying would "test" the original code.
+    #[test]
+    fn every_mutant_applies_to_the_current_library_source() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/icache-coherence");
+        for m in MUTANTS {
+            let text = fs::read_to_string(root.join(m.file)).unwrap();
+            let mutated = apply(m, &text).unwrap_or_else(|e| panic!("{e}"));
+            assert_ne!(mutated, text, "{} changes nothing", m.name);
+        }
+    }
+
+    #[test]
+    fn a_mutant_that_no_longer_matches_is_an_error() {
+        let m = Mutant {
+            name: "x",
+            file: "f",
+            from: "abc",
+            to: "",
+            nth: 1,
+        };
+        assert!(apply(&m, "abc").is_err());
+        assert_eq!(apply(&m, "abc abc").unwrap(), "abc ");
+    }
+}
