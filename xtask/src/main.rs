@@ -21,6 +21,7 @@
 mod ci;
 mod cmd;
 mod mutants;
+mod reliability;
 mod setup;
 mod targets;
 
@@ -41,6 +42,16 @@ const COMMANDS: &[(&str, Command, &str)] = &[
         "ci",
         ci::main,
         "run setup, then the whole CI matrix and print a summary table [--only <substring>]... [--no-setup]",
+    ),
+    (
+        "soak",
+        reliability::soak_main,
+        "long runs: 1,000,000 republishes under icache-check per aarch64 CPU, 1,000 first-call races under qemu",
+    ),
+    (
+        "reliability",
+        reliability::main,
+        "one reliability run: sandbox <target> | race <target> <processes> | long-run <cpu> <publishes>",
     ),
     (
         "mutants",

@@ -70,6 +70,8 @@ pub fn rustup_targets() -> Vec<&'static str> {
 /// gcc-multilib: Debian makes it conflict with every cross compiler.
 pub const APT_PACKAGES: &[&str] = &[
     "qemu-user",
+    // counts membarrier calls in the first-call race (tests/first_call_race.rs)
+    "strace",
     "gcc-aarch64-linux-gnu",
     "libc6-dev-arm64-cross",
     "gcc-arm-linux-gnueabihf",

@@ -24,6 +24,7 @@ pub fn steps(ws: &Workspace) -> Vec<Step> {
     no_std(ws, &mut steps);
     miri(ws, &mut steps);
     checker(ws, &mut steps);
+    reliability(ws, &mut steps);
     steps
 }
 
@@ -139,7 +140,14 @@ fn check_only(ws: &Workspace, steps: &mut Vec<Step>) {
             "check --all-targets",
             triple,
             Kind::Check,
-            cargo(ws).args(["check", "-p", LIB, "--all-targets", "--target", triple]),
+            cargo(ws).env("RUSTFLAGS", "-D warnings").args([
+                "check",
+                "-p",
+                LIB,
+                "--all-targets",
+                "--target",
+                triple,
+            ]),
         ));
     }
 }
@@ -150,7 +158,7 @@ fn build_std(ws: &Workspace, steps: &mut Vec<Step>) {
             "check",
             &format!("{triple} (nightly build-std)"),
             Kind::Check,
-            nightly_cargo(ws).args([
+            nightly_cargo(ws).env("RUSTFLAGS", "-D warnings").args([
                 "check",
                 "-p",
                 LIB,
@@ -168,7 +176,7 @@ fn no_std(ws: &Workspace, steps: &mut Vec<Step>) {
             "build no_std",
             triple,
             Kind::Build,
-            cargo(ws).args([
+            cargo(ws).env("RUSTFLAGS", "-D warnings").args([
                 "build",
                 "-p",
                 LIB,
@@ -239,4 +247,40 @@ fn checker(ws: &Workspace, steps: &mut Vec<Step>) {
             .needs(build),
         );
     }
+}
+
+/// Runs of `cargo xtask reliability` and `cargo xtask mutants` (this same
+/// binary): the seccomp sandbox and the first-call race around qemu targets,
+/// the long republishing run under the checker, and the mutation score.
+fn reliability(ws: &Workspace, steps: &mut Vec<Step>) {
+    let xtask = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "xtask".to_string());
+    let me = || Cmd::new(&xtask).dir(&ws.root);
+    for (triple, _) in QEMU_LINUX {
+        steps.push(Step::new(
+            "sandbox (host seccomp)",
+            &format!("{triple} (qemu)"),
+            Kind::Test,
+            me().args(["reliability", "sandbox", triple]),
+        ));
+    }
+    steps.push(Step::new(
+        "first-call race x100 (strace)",
+        &format!("{CHECKER_TARGET} (qemu)"),
+        Kind::Test,
+        me().args(["reliability", "race", CHECKER_TARGET, "100"]),
+    ));
+    steps.push(Step::new(
+        "long run 100k publishes",
+        &format!("{CHECKER_TARGET} ({CHECKER} cortex-a72)"),
+        Kind::Test,
+        me().args(["reliability", "long-run", "cortex-a72", "100000"]),
+    ));
+    steps.push(Step::new(
+        "mutants",
+        &format!("{CHECKER_TARGET} ({CHECKER} cortex-a72)"),
+        Kind::Test,
+        me().args(["mutants"]),
+    ));
 }
