@@ -122,6 +122,21 @@ pub fn decode(word: u32) -> Insn {
     Insn::Other
 }
 
+/// Whether `word` is in the A64 "Loads and Stores" encoding group
+/// (`op0` = x1x0, Arm ARM C4.1) with the stack pointer as its base register
+/// (`Rn` = 31 in bits \[9:5\], which every form with a base register shares).
+///
+/// The plugin does not instrument these: they are the bulk of all stores in
+/// compiled code (spills, frames, locals), and no JIT writes the code it
+/// will run through the stack pointer.
+pub fn is_sp_based_memory_access(word: u32) -> bool {
+    let load_store_group = (word >> 25) & 0b0101 == 0b0100;
+    // Literal loads (op0 = xx01_1x0..) have no base register; they are loads,
+    // so excluding them costs nothing and keeps the test exact.
+    let literal = (word >> 27) & 0b111 == 0b011 && (word >> 24) & 1 == 0;
+    load_store_group && !literal && (word >> 5) & 0x1f == 31
+}
+
 impl Insn {
     /// The register holding the address operand, for the instructions that
     /// take one.
@@ -210,6 +225,35 @@ mod tests {
         ];
         for word in others {
             assert_eq!(decode(word), Insn::Other, "{word:#010x}");
+        }
+    }
+
+    #[test]
+    fn stack_pointer_based_stores_are_recognized() {
+        let sp_based = [
+            0xa9bf_7bfd, // stp x29, x30, [sp, #-16]!
+            0xf900_0be0, // str x0, [sp, #16]
+            0xb900_1fe1, // str w1, [sp, #28]
+            0x3900_03e2, // strb w2, [sp]
+            0x3d80_03e0, // str q0, [sp]
+            0xf940_0be0, // ldr x0, [sp, #16]
+        ];
+        for word in sp_based {
+            assert!(is_sp_based_memory_access(word), "{word:#010x}");
+        }
+        let other = [
+            0xf900_0020, // str x0, [x1]
+            0xb800_4420, // str w0, [x1], #4
+            0xa900_0440, // stp x0, x1, [x2]
+            0x3800_1c22, // strb w2, [x1, #1]!
+            0xc89f_fc20, // stlr x0, [x1]
+            0x5800_001f, // ldr xzr, <literal> (bits [9:5] happen to be 0)
+            0x5800_03ff, // ldr xzr, <literal> with imm19 bits [9:5] = 31
+            0x9100_03ff, // mov sp, sp (add, not a memory access)
+            0xd50b_7b3f, // dc cvau, xzr
+        ];
+        for word in other {
+            assert!(!is_sp_based_memory_access(word), "{word:#010x}");
         }
     }
 

@@ -9,6 +9,7 @@
 //!
 //! * [`decode`]: which A64 words are cache maintenance, barriers or `svc`.
 //! * [`model`]: the rules, as pure Rust driven by events.
+//! * [`shadow`]: the lock-free per-word store record the model reads.
 //! * `plugin` (not in the docs' public API): the QEMU glue, built only into
 //!   the `cdylib`.
 //!
@@ -22,6 +23,7 @@
 
 pub mod decode;
 pub mod model;
+pub mod shadow;
 
 // The glue refers to symbols that only QEMU provides when it loads the plugin,
 // so unit-test executables leave it out.

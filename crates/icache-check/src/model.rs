@@ -44,15 +44,14 @@
 //! * `munmap`, `mremap` and `mmap` replace the pages they cover with memory the
 //!   kernel provides, so the model forgets the guest's stores there.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::Arc;
 
 use crate::decode::{DsbOption, Insn};
-
-/// Size of the shadow pages the model allocates for stored-to memory.
-pub const PAGE_SIZE: u64 = 4096;
-const WORDS_PER_PAGE: usize = (PAGE_SIZE / 4) as usize;
+pub use crate::shadow::PAGE_SIZE;
+use crate::shadow::{id_count, id_vcpu, MaintWord, Shadow, WORDS};
 
 /// aarch64 Linux system call numbers the model reacts to
 /// (`include/uapi/asm-generic/unistd.h`).
@@ -182,59 +181,23 @@ impl fmt::Display for Counts {
     }
 }
 
-/// Shadow state of one 4-byte word. Times are event sequence numbers; 0 means
-/// "never".
-#[derive(Clone, Copy, Default)]
-struct Word {
-    /// When the guest last stored to the word.
-    stored: u64,
-    /// PC of that store.
-    store_pc: u64,
-    /// When a clean covering that store completed.
-    cleaned: u64,
-    /// When an invalidation covering the cleaned data completed.
-    invalidated: u64,
-    /// vCPU of the store.
-    store_vcpu: u32,
-    /// An `ic` on this word's line completed before the clean did.
-    early_ic: bool,
-}
-
-type Page = Box<[Word; WORDS_PER_PAGE]>;
-
-/// A cheap hasher for page numbers (Fibonacci hashing); the default SipHash
-/// costs more than the rest of a store callback.
-#[derive(Default)]
-struct PageHasher(u64);
-
-impl Hasher for PageHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
-
-type PageMap = HashMap<u64, Page, BuildHasherDefault<PageHasher>>;
+/// A word as a `dc`/`ic` saw it when issued: its address and store identity.
+type Snapshot = Vec<(u64, u64)>;
 
 #[derive(Default)]
 struct Vcpu {
-    /// Lines cleaned by this vCPU and not yet completed: (line address, issue time).
-    pending_cleans: Vec<(u64, u64)>,
-    /// Lines invalidated by this vCPU and not yet completed.
-    pending_invals: Vec<(u64, u64)>,
+    /// Cleans issued by this vCPU and not yet completed: the words of the line
+    /// as they stood at issue.
+    pending_cleans: Vec<Snapshot>,
+    /// Invalidations issued and not yet completed: the words of the line at
+    /// issue, each with whether its data was already cleaned then.
+    pending_invals: Vec<Vec<(u64, u64, bool)>>,
     /// Issue time of a pending `ic iallu`.
     pending_iallu: Option<u64>,
     /// Issue time of a pending `ic ialluis`.
     pending_ialluis: Option<u64>,
-    /// With IDC: pages this vCPU stored to since its last completing `dsb`.
-    dirty_pages: HashSet<u64>,
+    /// With IDC: (store count, time) at each of this vCPU's completing `dsb`s.
+    idc_marks: Vec<(u64, u64)>,
     /// Time of the last context synchronization event.
     last_sync: u64,
     /// Issue time of the latest completed `ic iallu` and when it completed.
@@ -248,12 +211,13 @@ struct Vcpu {
     syscall_args: [u64; 3],
 }
 
-/// The coherence model. Not thread-safe by itself; the plugin serializes
-/// events with a lock, and that order is the model's global order.
+/// The coherence model. Stores go to the lock-free [`Shadow`] (see
+/// [`Model::shadow`]); every other event needs `&mut Model`, so the plugin
+/// serializes them with a lock, and that order is the model's global order.
 pub struct Model {
     cfg: Config,
     now: u64,
-    pages: PageMap,
+    shadow: Arc<Shadow>,
     vcpus: Vec<Vcpu>,
     counted_stores: HashSet<u64>,
     counts: Counts,
@@ -265,7 +229,7 @@ impl Model {
         Model {
             cfg,
             now: 0,
-            pages: PageMap::default(),
+            shadow: Arc::new(Shadow::new()),
             vcpus: Vec::new(),
             counted_stores: HashSet::new(),
             counts: Counts::default(),
@@ -280,6 +244,11 @@ impl Model {
     /// The counters so far.
     pub fn counts(&self) -> Counts {
         self.counts
+    }
+
+    /// The shadow memory, for recording stores without the model's lock.
+    pub fn shadow(&self) -> Arc<Shadow> {
+        Arc::clone(&self.shadow)
     }
 
     fn tick(&mut self) -> u64 {
@@ -310,54 +279,69 @@ impl Model {
     /// still tracks it). The plugin decides at translation time, with this,
     /// which instructions to watch.
     pub fn page_is_stored(&self, addr: u64) -> bool {
-        self.pages.contains_key(&(addr / PAGE_SIZE))
+        self.shadow.page_is_stored(addr)
     }
 
     /// vCPU `v` stored `size` bytes at `addr` with the instruction at `pc`.
-    pub fn store(&mut self, v: u32, addr: u64, size: u64, pc: u64) {
-        let now = self.tick();
-        let first = addr & !3;
-        let last = addr.wrapping_add(size.max(1) - 1) & !3;
-        let mut word_addr = first;
-        loop {
-            let page = self
-                .pages
-                .entry(word_addr / PAGE_SIZE)
-                .or_insert_with(|| Box::new([Word::default(); WORDS_PER_PAGE]));
-            let w = &mut page[((word_addr % PAGE_SIZE) / 4) as usize];
-            *w = Word {
-                stored: now,
-                store_pc: pc,
-                store_vcpu: v,
-                ..Word::default()
-            };
-            if word_addr == last {
-                break;
-            }
-            word_addr = word_addr.wrapping_add(4);
-        }
-        if self.cfg.idc {
-            let (p0, p1) = (first / PAGE_SIZE, last / PAGE_SIZE);
-            let dirty = &mut self.vcpu(v).dirty_pages;
-            dirty.insert(p0);
-            dirty.insert(p1);
-        }
+    /// The same as [`Shadow::store`] on [`Model::shadow`].
+    pub fn store(&self, v: u32, addr: u64, size: u64, pc: u64) {
+        self.shadow.store(v, addr, size, pc);
     }
 
-    /// vCPU `v` executed `insn` (at `pc`); `operand` is the value of its
-    /// address register, for the instructions that have one.
+    /// When the data of store `id` was cleaned (completed), if it was.
+    fn clean_time(&self, m: Option<&MaintWord>, id: u64) -> Option<u64> {
+        if let Some(m) = m {
+            if m.cleaned_for.load(Acquire) == id {
+                return Some(m.cleaned_at.load(Relaxed));
+            }
+        }
+        if self.cfg.idc {
+            // With IDC the store is clean once its vCPU completes a dsb.
+            let marks = &self.vcpus.get(id_vcpu(id) as usize)?.idc_marks;
+            let i = marks.partition_point(|&(count, _)| count < id_count(id));
+            return marks.get(i).map(|&(_, at)| at);
+        }
+        None
+    }
+
+    /// The words of the line of `len` bytes at `line` that the guest stored
+    /// to, with their store identities.
+    fn snapshot(&self, line: u64, len: u64) -> Snapshot {
+        let Some((page, first)) = self.shadow.page(line) else {
+            return Vec::new();
+        };
+        let n = ((len / 4) as usize).min(WORDS - first);
+        (first..first + n)
+            .filter_map(|w| {
+                let id = page.stored[w].load(Acquire);
+                (id != 0).then(|| (line + 4 * (w - first) as u64, id))
+            })
+            .collect()
+    }
+
+    /// vCPU `v` executed `insn`; `operand` is the value of its address
+    /// register, for the instructions that have one.
     pub fn maintenance(&mut self, v: u32, insn: Insn, operand: u64) {
         let now = self.tick();
         match insn {
             Insn::DcClean { .. } => {
                 self.counts.maintenance_ops += 1;
-                let line = operand & !(self.cfg.dline - 1);
-                self.vcpu(v).pending_cleans.push((line, now));
+                let dline = self.cfg.dline;
+                let snap = self.snapshot(operand & !(dline - 1), dline);
+                self.vcpu(v).pending_cleans.push(snap);
             }
             Insn::IcIvau { .. } => {
                 self.counts.maintenance_ops += 1;
-                let line = operand & !(self.cfg.iline - 1);
-                self.vcpu(v).pending_invals.push((line, now));
+                let iline = self.cfg.iline;
+                let snap: Vec<_> = self
+                    .snapshot(operand & !(iline - 1), iline)
+                    .into_iter()
+                    .map(|(a, id)| {
+                        let m = self.shadow.page(a).and_then(|(p, w)| Some(&p.maint()?[w]));
+                        (a, id, self.clean_time(m, id).is_some())
+                    })
+                    .collect();
+                self.vcpu(v).pending_invals.push(snap);
             }
             Insn::IcIallu => {
                 self.counts.maintenance_ops += 1;
@@ -373,60 +357,71 @@ impl Model {
         }
     }
 
-    fn words_in(&mut self, line: u64, len: u64) -> impl Iterator<Item = &mut Word> {
-        // Lines are at most 2 KiB (CTR_EL0 fields are 4 bits: 4 << 9), so a line
-        // never spans two 4 KiB shadow pages.
-        let page = self.pages.get_mut(&(line / PAGE_SIZE));
-        let start = ((line % PAGE_SIZE) / 4) as usize;
-        let n = (len / 4) as usize;
-        page.into_iter()
-            .flat_map(move |p| p[start..(start + n).min(WORDS_PER_PAGE)].iter_mut())
-    }
-
     fn dsb(&mut self, v: u32, opt: DsbOption, now: u64) {
         if !opt.completes_maintenance() {
             return;
         }
-        let (dline, iline, dic) = (self.cfg.dline, self.cfg.iline, self.cfg.dic);
+        let dic = self.cfg.dic;
+        if self.cfg.idc {
+            let count = self.shadow.last_count(v);
+            self.vcpu(v).idc_marks.push((count, now));
+        }
         let vc = self.vcpu(v);
         let cleans = std::mem::take(&mut vc.pending_cleans);
         let invals = std::mem::take(&mut vc.pending_invals);
-        let dirty = std::mem::take(&mut vc.dirty_pages);
         let iallu = vc.pending_iallu.take();
         let ialluis = vc.pending_ialluis.take();
 
-        let clean = |w: &mut Word, issued: u64| {
-            if w.stored != 0 && w.stored < issued && w.cleaned == 0 {
-                w.cleaned = now;
-                if dic {
-                    w.invalidated = now;
-                }
+        for (addr, id) in cleans.into_iter().flatten() {
+            let Some((page, w)) = self.shadow.page(addr) else {
+                continue;
+            };
+            if page.stored[w].load(Acquire) != id {
+                continue; // stored again after the dc: that data is not cleaned
             }
-        };
-        for &(line, issued) in &cleans {
-            for w in self.words_in(line, dline) {
-                clean(w, issued);
-            }
-        }
-        for page in dirty {
-            if let Some(p) = self.pages.get_mut(&page) {
-                for w in p.iter_mut().filter(|w| w.store_vcpu == v) {
-                    clean(w, now);
-                }
+            let m = &page.maint_or_create()[w];
+            if m.cleaned_for.load(Relaxed) != id {
+                m.cleaned_at.store(now, Relaxed);
+                m.cleaned_for.store(id, Release);
             }
         }
-        if !dic {
-            for &(line, issued) in &invals {
-                for w in self.words_in(line, iline) {
-                    invalidate(w, issued, now);
+        if dic {
+            // DIC: data is invalidated as soon as its clean completed, so
+            // invalidation state is derived in `inval_time`.
+        } else {
+            for (addr, id, was_clean) in invals.into_iter().flatten() {
+                let Some((page, w)) = self.shadow.page(addr) else {
+                    continue;
+                };
+                if page.stored[w].load(Acquire) != id {
+                    continue;
+                }
+                let m = &page.maint_or_create()[w];
+                if !was_clean {
+                    m.early_for.store(id, Relaxed);
+                } else if m.inval_for.load(Relaxed) != id {
+                    m.inval_at.store(now, Relaxed);
+                    m.inval_for.store(id, Release);
                 }
             }
             if let Some(issued) = ialluis {
-                for p in self.pages.values_mut() {
-                    for w in p.iter_mut() {
-                        invalidate(w, issued, now);
+                let shadow = Arc::clone(&self.shadow);
+                shadow.for_each_page(|page| {
+                    for w in 0..WORDS {
+                        let id = page.stored[w].load(Acquire);
+                        if id == 0 {
+                            continue;
+                        }
+                        let m = page.maint().map(|m| &m[w]);
+                        if self.clean_time(m, id).is_some_and(|t| t < issued) {
+                            let m = &page.maint_or_create()[w];
+                            if m.inval_for.load(Relaxed) != id {
+                                m.inval_at.store(now, Relaxed);
+                                m.inval_for.store(id, Release);
+                            }
+                        }
                     }
-                }
+                });
             }
             if let Some(issued) = iallu {
                 self.vcpu(v).iallu_done = (issued, now);
@@ -484,90 +479,85 @@ impl Model {
     /// kernel rounds the length of `mmap`, `munmap` and `mremap` up to whole
     /// pages (mm/mmap.c), so a partial last page goes too.
     fn forget(&mut self, addr: u64, len: u64) {
-        let first = addr / PAGE_SIZE;
-        let end = addr.saturating_add(len).div_ceil(PAGE_SIZE);
-        if end.saturating_sub(first) > self.pages.len() as u64 {
-            self.pages.retain(|&p, _| p < first || p >= end);
-        } else {
-            for p in first..end {
-                self.pages.remove(&p);
-            }
-        }
+        let end = addr.saturating_add(len).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        self.shadow.forget_range(addr & !(PAGE_SIZE - 1), end);
     }
 
     /// vCPU `v` executes the instruction at `pc`. Returns the violation, if
     /// its bytes could be stale for `v`.
     pub fn execute(&mut self, v: u32, pc: u64) -> Option<Violation> {
         let _ = self.tick();
-        let w = *self
-            .pages
-            .get(&(pc / PAGE_SIZE))?
-            .get(((pc % PAGE_SIZE) / 4) as usize)?;
-        if w.stored == 0 {
+        let (page, w) = self.shadow.page(pc)?;
+        let id = page.stored[w].load(Acquire);
+        if id == 0 {
             return None;
         }
-        if self.counted_stores.insert(w.stored) {
+        let store_pc = page.pc[w].load(Relaxed);
+        let m = page.maint().map(|m| &m[w]);
+        if self.counted_stores.insert(id) {
             self.counts.code_stores += 1;
         }
-        let vc = self.vcpu(v);
-        let by_iallu = w.cleaned != 0 && w.cleaned < vc.iallu_done.0;
-        let synced_by_iallu = w.cleaned != 0 && w.cleaned < vc.iallu_synced;
-        let missing = if w.cleaned == 0 {
-            Missing::NotCleaned
-        } else if w.invalidated == 0 && !by_iallu {
-            Missing::NotInvalidated
-        } else if synced_by_iallu || (w.invalidated != 0 && w.invalidated < vc.last_sync) {
-            return None;
+        let cleaned = self.clean_time(m, id);
+        let inval = if self.cfg.dic {
+            cleaned
         } else {
-            Missing::NoContextSync
+            m.filter(|m| m.inval_for.load(Acquire) == id)
+                .map(|m| m.inval_at.load(Relaxed))
         };
-        let hint = self.hint(&w, missing, pc);
+        let early_ic = m.is_some_and(|m| m.early_for.load(Relaxed) == id);
+        self.vcpu(v);
+        let vc = &self.vcpus[v as usize];
+        let missing = match (cleaned, inval) {
+            (None, _) => Missing::NotCleaned,
+            (Some(c), None) if c >= vc.iallu_done.0 => Missing::NotInvalidated,
+            (Some(c), i) => {
+                let synced_by_iallu = c < vc.iallu_synced;
+                if synced_by_iallu || i.is_some_and(|i| i < vc.last_sync) {
+                    return None;
+                }
+                Missing::NoContextSync
+            }
+        };
+        let hint = self.hint(id, pc, missing, early_ic);
         self.counts.violations += 1;
         Some(Violation {
             vcpu: v,
             pc,
             missing,
-            store_pc: w.store_pc,
-            store_vcpu: w.store_vcpu,
+            store_pc,
+            store_vcpu: id_vcpu(id),
             hint,
         })
     }
 
-    fn hint(&self, w: &Word, missing: Missing, pc: u64) -> Option<&'static str> {
-        let dline = pc & !(self.cfg.dline - 1);
-        let iline = pc & !(self.cfg.iline - 1);
-        let pending = |f: fn(&Vcpu) -> &Vec<(u64, u64)>, line: u64| {
+    fn hint(&self, id: u64, pc: u64, missing: Missing, early_ic: bool) -> Option<&'static str> {
+        let word = pc & !3;
+        let clean_pending = || {
             self.vcpus
                 .iter()
-                .any(|vc| f(vc).iter().any(|&(l, t)| l == line && t > w.stored))
+                .flat_map(|vc| vc.pending_cleans.iter().flatten())
+                .any(|&(a, i)| a == word && i == id)
         };
-        match missing {
-            Missing::NotCleaned if pending(|vc| &vc.pending_cleans, dline) => {
-                Some("a dc clean of this line was issued but no dsb completed it")
+        let inval_pending = || {
+            self.vcpus
+                .iter()
+                .flat_map(|vc| vc.pending_invals.iter().flatten())
+                .any(|&(a, i, clean)| a == word && i == id && clean)
+        };
+        Some(match missing {
+            Missing::NotCleaned if clean_pending() => {
+                "a dc clean of this line was issued but no dsb completed it"
             }
-            Missing::NotCleaned => Some("no dc clean covered this line after the store"),
-            Missing::NotInvalidated if w.early_ic => {
-                Some("an ic ivau ran before the clean completed (missing dsb between dc and ic?)")
+            Missing::NotCleaned => "no dc clean covered this line after the store",
+            Missing::NotInvalidated if early_ic => {
+                "an ic ivau ran before the clean completed (missing dsb between dc and ic?)"
             }
-            Missing::NotInvalidated if pending(|vc| &vc.pending_invals, iline) => {
-                Some("an ic ivau of this line was issued but no dsb completed it")
+            Missing::NotInvalidated if inval_pending() => {
+                "an ic ivau of this line was issued but no dsb completed it"
             }
-            Missing::NotInvalidated => Some("no ic ivau covered this line after the clean"),
-            Missing::NoContextSync => {
-                Some("needs an isb here, or membarrier SYNC_CORE from the writer")
-            }
-        }
-    }
-}
-
-fn invalidate(w: &mut Word, issued: u64, now: u64) {
-    if w.stored == 0 || w.stored > issued || w.invalidated != 0 {
-        return;
-    }
-    if w.cleaned != 0 && w.cleaned < issued {
-        w.invalidated = now;
-    } else {
-        w.early_ic = true;
+            Missing::NotInvalidated => "no ic ivau covered this line after the clean",
+            Missing::NoContextSync => "needs an isb here, or membarrier SYNC_CORE from the writer",
+        })
     }
 }
 

@@ -50,7 +50,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{c_uint, c_void, CString};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use qemu_plugin::install::{Args, Info, Value};
 use qemu_plugin::plugin::{HasCallbacks, Register};
@@ -66,8 +66,9 @@ use qemu_plugin::sys::{
 };
 use qemu_plugin::{register, PluginId};
 
-use crate::decode::{decode, Insn};
+use crate::decode::{decode, is_sp_based_memory_access, Insn};
 use crate::model::{Config, Missing, Model};
+use crate::shadow::Shadow;
 
 #[cfg(not(target_arch = "x86_64"))]
 compile_error!(
@@ -104,6 +105,8 @@ struct Inner {
 
 struct State {
     inner: Mutex<Inner>,
+    /// Stores go here without taking `inner`'s lock.
+    shadow: Arc<Shadow>,
 }
 
 static STATE: OnceLock<State> = OnceLock::new();
@@ -166,8 +169,10 @@ impl Register for IcacheCheck {
             eprintln!("icache-check: error: {e} (expected dline=N,iline=N,idc=on|off,dic=on|off)");
             std::process::exit(2);
         });
+        let model = Model::new(cfg);
+        let shadow = model.shadow();
         let inner = Inner {
-            model: Model::new(cfg),
+            model,
             descs: HashMap::new(),
             printed: HashSet::new(),
             svc_x8: Vec::new(),
@@ -176,6 +181,7 @@ impl Register for IcacheCheck {
         };
         let _ = STATE.set(State {
             inner: Mutex::new(inner),
+            shadow,
         });
         // SAFETY: plain registrations of `extern "C"` callbacks with the
         // signatures the API version 1 header declares.
@@ -199,6 +205,9 @@ unsafe extern "C" fn vcpu_init(_id: qemu_plugin_id_t, vcpu: c_uint) {
 }
 
 unsafe extern "C" fn tb_trans(_id: qemu_plugin_id_t, tb: *mut qemu_plugin_tb) {
+    let Some(shadow) = STATE.get().map(|st| &st.shadow) else {
+        return;
+    };
     let Some(mut g) = lock() else { return };
     // SAFETY: `tb` is valid for the duration of this callback.
     let n = unsafe { qemu_plugin_tb_n_insns(tb) };
@@ -218,20 +227,22 @@ unsafe extern "C" fn tb_trans(_id: qemu_plugin_id_t, tb: *mut qemu_plugin_tb) {
         };
         // SAFETY: registering a store callback; userdata is the PC as a number.
         unsafe {
-            qemu_plugin_register_vcpu_mem_cb(
-                handle,
-                Some(mem_cb),
-                qemu_plugin_cb_flags::QEMU_PLUGIN_CB_NO_REGS,
-                qemu_plugin_mem_rw::QEMU_PLUGIN_MEM_W,
-                pc as *mut c_void,
-            );
+            if !is_sp_based_memory_access(word) {
+                qemu_plugin_register_vcpu_mem_cb(
+                    handle,
+                    Some(mem_cb),
+                    qemu_plugin_cb_flags::QEMU_PLUGIN_CB_NO_REGS,
+                    qemu_plugin_mem_rw::QEMU_PLUGIN_MEM_W,
+                    pc as *mut c_void,
+                );
+            }
         }
         let insn = decode(word);
         let last = i + 1 == n;
         let desc = Desc {
             pc,
             insn,
-            check: g.model.page_is_stored(pc),
+            check: shadow.page_is_stored(pc),
             read_own_operand: last && insn.address_register().is_some(),
             prev,
         };
@@ -271,8 +282,8 @@ unsafe extern "C" fn mem_cb(
     if !store {
         return;
     }
-    if let Some(mut g) = lock() {
-        g.model.store(vcpu, vaddr, 1 << shift, pc as u64);
+    if let Some(st) = STATE.get() {
+        st.shadow.store(vcpu, vaddr, 1 << shift, pc as u64);
     }
 }
 
