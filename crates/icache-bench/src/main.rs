@@ -1,0 +1,294 @@
+//! Guest program of `cargo xtask bench`: it calls each `clear_cache`
+//! implementation once per case, between two marker functions, so that an
+//! instruction trace of the run (QEMU's `-d exec` log, one line per executed
+//! instruction with `-singlestep`) can be cut into one slice per case.
+//!
+//! Nothing here measures anything by itself: xtask runs this program under
+//! `qemu-aarch64` (and strace, and icache-check), and does the counting.
+//!
+//! Protocol, on stdout, one fact per line (parsed by `xtask/src/bench.rs`):
+//!
+//! - `marks BEGIN END`: the addresses of [`bench_begin`] and [`bench_end`].
+//! - `lines DLINE ILINE`: the line sizes the library reads (`cache_info`).
+//! - `case NAME SIZE OFFSET`: one line per bracket, in execution order. The
+//!   n-th `case` line names the n-th begin..end slice of the trace.
+//!
+//! Modes (first argument):
+//!
+//! - `single SIZE...`: every implementation on every size, at a line-aligned
+//!   start and at a start 4 bytes past it. The first case, `empty`, calls a
+//!   function that only returns; it calibrates the harness's own instructions.
+//! - `patch N`: N separate 8-byte sites, once as N `clear_cache` +
+//!   `pipeline_flush_mt` pairs and once as one `batch`.
+//! - `flush N`: N calls of `pipeline_flush_mt` in steady state, one bracket
+//!   each.
+//! - `race THREADS`: THREADS threads released at once, each making its first
+//!   `pipeline_flush_mt` call (for `strace -f`; no brackets).
+//! - `host`: the host-side check (x86-64): one `clear_cache` +
+//!   `pipeline_flush_mt` call through [`ours_with_flush`], for callgrind.
+
+use core::ffi::{c_char, c_void};
+use std::hint::black_box;
+use std::sync::{Arc, Barrier};
+
+/// An implementation under test: make `[ptr, ptr + len)` coherent.
+type Impl = unsafe fn(*const c_void, usize);
+
+extern "C" {
+    /// libgcc's `__clear_cache` (linked by the gcc driver that links Rust
+    /// binaries on Linux).
+    fn __clear_cache(start: *mut c_char, end: *mut c_char);
+}
+
+/// Start of a measured slice. Its body differs from [`bench_end`]'s so that
+/// the compiler cannot merge the two into one address.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn bench_begin() {
+    // SAFETY: a no-op instruction.
+    unsafe { core::arch::asm!("nop", options(nomem, nostack, preserves_flags)) };
+}
+
+/// End of a measured slice.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn bench_end() {
+    // SAFETY: no-op instructions.
+    unsafe { core::arch::asm!("nop", "nop", options(nomem, nostack, preserves_flags)) };
+}
+
+/// Calibration: a call that executes one instruction (`ret`).
+#[inline(never)]
+unsafe fn empty(_ptr: *const c_void, _len: usize) {}
+
+#[inline(never)]
+unsafe fn ours(ptr: *const c_void, len: usize) {
+    // SAFETY: the caller passes a mapped range.
+    let _ = black_box(unsafe { icache_coherence::clear_cache(ptr, len) });
+}
+
+#[inline(never)]
+unsafe fn libgcc(ptr: *const c_void, len: usize) {
+    let start = ptr.cast_mut().cast::<c_char>();
+    // SAFETY: the caller passes a mapped range, so `start + len` is in bounds
+    // or one past it.
+    unsafe { __clear_cache(start, start.add(len)) };
+}
+
+#[inline(never)]
+unsafe fn clear_cache_crate(ptr: *const c_void, len: usize) {
+    let start = ptr.cast::<u8>();
+    // SAFETY: as for `libgcc`.
+    let _ = black_box(unsafe { clear_cache::clear_cache(start, start.add(len)) });
+}
+
+#[cfg(feature = "wasmtime-newest")]
+#[inline(never)]
+unsafe fn wasmtime_newest(ptr: *const c_void, len: usize) {
+    // SAFETY: the caller passes a mapped range.
+    let _ = black_box(unsafe { wasmtime_internal_jit_icache_coherence::clear_cache(ptr, len) });
+}
+
+#[inline(never)]
+unsafe fn wasmtime_21(ptr: *const c_void, len: usize) {
+    // SAFETY: the caller passes a mapped range.
+    let _ = black_box(unsafe { wasmtime_jit_icache_coherence::clear_cache(ptr, len) });
+}
+
+/// The library's two calls together, as a JIT publishes code for all
+/// threads; the host-side measurement disassembles and counts this one.
+#[no_mangle]
+#[inline(never)]
+pub unsafe extern "C" fn ours_with_flush(ptr: *const c_void, len: usize) {
+    // SAFETY: the caller passes a mapped range.
+    let _ = black_box(unsafe { icache_coherence::clear_cache(ptr, len) });
+    let _ = black_box(icache_coherence::pipeline_flush_mt());
+}
+
+/// Every implementation, by the name the tables use (`empty` first).
+const IMPLS: &[(&str, Impl)] = &[
+    ("empty", empty),
+    ("icache-coherence", ours),
+    ("libgcc", libgcc),
+    ("clear-cache", clear_cache_crate),
+    #[cfg(feature = "wasmtime-newest")]
+    ("wasmtime-newest", wasmtime_newest),
+    ("wasmtime-21", wasmtime_21),
+];
+
+/// One measured call: begin marker, the call through a function pointer the
+/// optimizer cannot see through, end marker.
+#[inline(never)]
+fn measure(f: Impl, ptr: *const c_void, len: usize) {
+    let f = black_box(f);
+    bench_begin();
+    // SAFETY: every caller passes a range inside `Buffer`.
+    unsafe { f(ptr, len) };
+    bench_end();
+}
+
+/// Anonymous read-write memory, populated, page-aligned.
+struct Buffer {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Buffer {
+    fn new(len: usize) -> Buffer {
+        // SAFETY: a fresh anonymous mapping; checked below.
+        let ptr = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                -1,
+                0,
+            )
+        };
+        assert!(ptr != libc::MAP_FAILED, "mmap of {len} bytes failed");
+        Buffer {
+            ptr: ptr.cast(),
+            len,
+        }
+    }
+
+    fn at(&self, offset: usize, len: usize) -> *const c_void {
+        assert!(offset + len <= self.len);
+        // SAFETY: in bounds, checked above.
+        unsafe { self.ptr.add(offset) }.cast_const().cast()
+    }
+}
+
+fn print_header() {
+    println!(
+        "marks {:#x} {:#x}",
+        bench_begin as *const () as usize, bench_end as *const () as usize
+    );
+    let info = icache_coherence::cache_info();
+    println!(
+        "lines {} {}",
+        info.data_line.unwrap_or(0),
+        info.instruction_line.unwrap_or(0)
+    );
+}
+
+/// Offsets of the two starts: line-aligned, and 4 bytes (one instruction)
+/// past a line boundary.
+const OFFSETS: [usize; 2] = [0, 4];
+
+fn single(sizes: &[usize]) {
+    let max = sizes.iter().copied().max().unwrap_or(0);
+    let buf = Buffer::new(max + 2 * 4096);
+    // Warm-up: any one-time work (reading CTR_EL0 into a cache, resolving a
+    // PLT entry) happens here, outside the brackets.
+    for &(_, f) in IMPLS {
+        measure(f, buf.at(0, 4), 4);
+    }
+    print_header();
+    // The warm-up brackets above are printed as `warmup` cases.
+    for &(name, _) in IMPLS {
+        println!("case warmup-{name} 4 0");
+    }
+    for &size in sizes {
+        for offset in OFFSETS {
+            for &(name, f) in IMPLS {
+                measure(f, buf.at(offset, size), size);
+                println!("case {name} {size} {offset}");
+            }
+        }
+    }
+}
+
+/// Distance between two patch sites: one line on a64fx, four on cortex-a72,
+/// so every site is a separate line on both.
+const SITE_STRIDE: usize = 256;
+
+fn patch(n: usize) {
+    let buf = Buffer::new(n * SITE_STRIDE + 4096);
+    // The first pipeline_flush_mt registers with membarrier; do it outside.
+    icache_coherence::pipeline_flush_mt().expect("pipeline_flush_mt");
+    print_header();
+    let sites: Vec<*const c_void> = (0..n).map(|i| buf.at(i * SITE_STRIDE, 8)).collect();
+    bench_begin();
+    for &site in &sites {
+        // SAFETY: inside the buffer.
+        unsafe { icache_coherence::clear_cache(site, 8) }.expect("clear_cache");
+        icache_coherence::pipeline_flush_mt().expect("pipeline_flush_mt");
+    }
+    bench_end();
+    println!("case separate {n} 0");
+    bench_begin();
+    icache_coherence::batch(icache_coherence::Publish::AllThreads, |b| {
+        for &site in &sites {
+            // SAFETY: inside the buffer, which outlives the batch.
+            unsafe { b.add(site, 8)? };
+        }
+        Ok(())
+    })
+    .expect("batch");
+    bench_end();
+    println!("case batch {n} 0");
+}
+
+fn flush(n: usize) {
+    icache_coherence::pipeline_flush_mt().expect("pipeline_flush_mt");
+    print_header();
+    for _ in 0..n {
+        bench_begin();
+        icache_coherence::pipeline_flush_mt().expect("pipeline_flush_mt");
+        bench_end();
+        println!("case pipeline_flush_mt 0 0");
+    }
+}
+
+fn race(threads: usize) {
+    let start = Arc::new(Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let start = Arc::clone(&start);
+            std::thread::spawn(move || {
+                start.wait();
+                icache_coherence::pipeline_flush_mt()
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("thread").expect("pipeline_flush_mt");
+    }
+    println!("race {threads} ok");
+}
+
+fn host() {
+    let buf = Buffer::new(4096);
+    // SAFETY: inside the buffer.
+    unsafe { ours_with_flush(buf.at(0, 64), 64) };
+    println!("host ok");
+}
+
+fn numbers(args: &[String]) -> Vec<usize> {
+    args.iter()
+        .map(|a| a.parse().unwrap_or_else(|_| panic!("not a number: {a}")))
+        .collect()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(mode) = args.first() else {
+        eprintln!("usage: icache-bench single SIZE... | patch N | flush N | race THREADS | host");
+        std::process::exit(2);
+    };
+    let rest = numbers(&args[1..]);
+    let first = rest.first().copied().unwrap_or(1);
+    match mode.as_str() {
+        "single" => single(&rest),
+        "patch" => patch(first),
+        "flush" => flush(first),
+        "race" => race(first),
+        "host" => host(),
+        other => {
+            eprintln!("unknown mode {other}");
+            std::process::exit(2);
+        }
+    }
+}
