@@ -18,6 +18,7 @@
 //! Each command is a module with a `main(&Workspace, &[String]) -> Result`;
 //! adding one is a new module plus one line in [`COMMANDS`].
 
+mod bench;
 mod ci;
 mod cmd;
 mod mutants;
@@ -52,6 +53,11 @@ const COMMANDS: &[(&str, Command, &str)] = &[
         "reliability",
         reliability::main,
         "one reliability run: sandbox <target> | race <target> <processes> | long-run <cpu> <publishes>",
+    ),
+    (
+        "bench",
+        bench::main,
+        "count instructions of clear_cache and its peers under qemu; regenerate BENCHMARKS.md [--smoke]",
     ),
     (
         "mutants",

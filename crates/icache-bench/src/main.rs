@@ -64,7 +64,7 @@ unsafe fn empty(_ptr: *const c_void, _len: usize) {}
 #[inline(never)]
 unsafe fn ours(ptr: *const c_void, len: usize) {
     // SAFETY: the caller passes a mapped range.
-    let _ = black_box(unsafe { icache_coherence::clear_cache(ptr, len) });
+    let _ = unsafe { icache_coherence::clear_cache(ptr, len) };
 }
 
 #[inline(never)]
@@ -79,24 +79,28 @@ unsafe fn libgcc(ptr: *const c_void, len: usize) {
 unsafe fn clear_cache_crate(ptr: *const c_void, len: usize) {
     let start = ptr.cast::<u8>();
     // SAFETY: as for `libgcc`.
-    let _ = black_box(unsafe { clear_cache::clear_cache(start, start.add(len)) });
+    let _ = unsafe { clear_cache::clear_cache(start, start.add(len)) };
 }
 
 #[cfg(feature = "wasmtime-newest")]
 #[inline(never)]
 unsafe fn wasmtime_newest(ptr: *const c_void, len: usize) {
     // SAFETY: the caller passes a mapped range.
-    let _ = black_box(unsafe { wasmtime_internal_jit_icache_coherence::clear_cache(ptr, len) });
+    let _ = unsafe { wasmtime_internal_jit_icache_coherence::clear_cache(ptr, len) };
 }
 
 #[inline(never)]
 unsafe fn wasmtime_21(ptr: *const c_void, len: usize) {
     // SAFETY: the caller passes a mapped range.
-    let _ = black_box(unsafe { wasmtime_jit_icache_coherence::clear_cache(ptr, len) });
+    let _ = unsafe { wasmtime_jit_icache_coherence::clear_cache(ptr, len) };
 }
 
 /// The library's two calls together, as a JIT publishes code for all
 /// threads; the host-side measurement disassembles and counts this one.
+///
+/// # Safety
+///
+/// `[ptr, ptr + len)` must be mapped memory, as for `clear_cache`.
 #[no_mangle]
 #[inline(never)]
 pub unsafe extern "C" fn ours_with_flush(ptr: *const c_void, len: usize) {
