@@ -181,12 +181,13 @@ enum Class {
 }
 
 fn classify(word: u32) -> Class {
-    // SYS #op1, C7, Cm, #op2: cache maintenance. CRm 1 and 5 are the IC ops,
-    // the others under C7 are DC ops (AT sits under C7/C8 with op1/CRm 8, 9).
+    // SYS #op1, C7, Cm, #op2: cache maintenance. CRm 1 and 5 are the IC ops;
+    // CRm 6 and 10..14 the DC invalidate/clean ops (AT is CRm 8 and 9).
     if word & 0xfff8_0000 == 0xd508_0000 && (word >> 12) & 0xf == 7 {
         return match (word >> 8) & 0xf {
             1 | 5 => Class::Ic,
-            4 | 6 | 10 | 11 | 12 | 13 | 14 => Class::Dc,
+            // Not 4: DC ZVA/GVA/GZVA zero memory (libc's memset uses them).
+            6 | 10 | 11 | 12 | 13 | 14 => Class::Dc,
             _ => Class::Other,
         };
     }
@@ -212,6 +213,11 @@ struct Parser {
     end: u64,
     /// The marker whose address the next in_asm line gives.
     naming: Option<Marker>,
+    /// QEMU 7.2 prints in_asm words byte-swapped for `-cpu a64fx` (the code
+    /// itself runs little-endian). Learnt from the begin marker's `nop`.
+    swapped: Option<bool>,
+    /// `dc` + `ic` executed before the byte order was known, counted both ways.
+    early_maintenance: [u64; 2],
     inside: bool,
     current: Counts,
     brackets: Vec<Counts>,
@@ -225,6 +231,8 @@ impl Parser {
             begin: 0,
             end: 0,
             naming: None,
+            swapped: None,
+            early_maintenance: [0; 2],
             inside: false,
             current: Counts::default(),
             brackets: Vec::new(),
@@ -255,7 +263,15 @@ impl Parser {
                 ) {
                     self.words.insert(pc, w);
                     match self.naming.take() {
-                        Some(Marker::Begin) => self.begin = pc,
+                        Some(Marker::Begin) => {
+                            self.begin = pc;
+                            self.swapped = match w {
+                                NOP => Some(false),
+                                w if w == NOP.swap_bytes() => Some(true),
+                                w => return Err(format!("begin marker is {w:08x}, not a nop")),
+                            };
+                            self.total_maintenance += self.early_maintenance[usize::from(w != NOP)];
+                        }
                         Some(Marker::End) => self.end = pc,
                         None => {}
                     }
@@ -280,8 +296,16 @@ impl Parser {
             .words
             .get(&pc)
             .ok_or_else(|| format!("executed {pc:#x} before its in_asm line"))?;
-        let class = classify(word);
-        if matches!(class, Class::Dc | Class::Ic) {
+        let is_maintenance = |w| matches!(classify(w), Class::Dc | Class::Ic);
+        let class = match self.swapped {
+            Some(swapped) => classify(if swapped { word.swap_bytes() } else { word }),
+            None => {
+                self.early_maintenance[0] += u64::from(is_maintenance(word));
+                self.early_maintenance[1] += u64::from(is_maintenance(word.swap_bytes()));
+                Class::Other
+            }
+        };
+        if self.swapped.is_some() && matches!(class, Class::Dc | Class::Ic) {
             self.total_maintenance += 1;
         }
         // No PC is 0, so an unknown marker (0) never matches.
@@ -315,6 +339,9 @@ impl Parser {
         Ok(())
     }
 }
+
+/// `nop`, the first instruction of the begin marker.
+const NOP: u32 = 0xd503_201f;
 
 #[derive(Clone, Copy, Debug)]
 enum Marker {
@@ -581,7 +608,15 @@ struct Race {
 
 #[derive(Debug, Clone)]
 struct Host {
-    result: std::result::Result<(String, String), String>,
+    result: std::result::Result<HostCounts, String>,
+}
+
+/// Instructions executed inside each host function, `ret` included.
+#[derive(Debug, Clone)]
+struct HostCounts {
+    arch: String,
+    ours: u64,
+    empty: u64,
 }
 
 #[derive(Debug, Default)]
@@ -647,8 +682,10 @@ fn race(guest: &Path, threads: usize) -> Race {
     Race { threads, result }
 }
 
-/// The host figure: `ours_with_flush` (one `clear_cache` and one
-/// `pipeline_flush_mt`) disassembled from an x86-64 release build.
+/// The host figure: instructions executed inside `ours_host` (one
+/// `clear_cache` and one `pipeline_flush_mt`, errors returned) and inside
+/// `empty_host` (same signature, returns `Ok(())`), counted by callgrind
+/// with collection switched on only inside each function.
 fn host(ws: &Workspace) -> Host {
     let result = (|| {
         Cmd::new("cargo")
@@ -656,22 +693,34 @@ fn host(ws: &Workspace) -> Host {
             .args(["build", "--quiet", "--release", "-p", GUEST])
             .run()?;
         let bin = ws.target_dir.join("release").join(GUEST);
-        let dis = Cmd::new("objdump")
-            .args(["-d", "--no-show-raw-insn", "--disassemble=ours_with_flush"])
-            .arg(bin.display().to_string())
-            .stdout()?;
-        let body: Vec<String> = dis
-            .lines()
-            .skip_while(|l| !l.contains("<ours_with_flush>:"))
-            .skip(1)
-            .take_while(|l| !l.trim().is_empty())
-            .map(|l| l.split('\t').skip(1).collect::<Vec<_>>().join(" "))
-            .collect();
-        if body.is_empty() {
-            return Err("ours_with_flush not found in the host binary".to_string());
-        }
         let arch = Cmd::new("uname").arg("-m").stdout()?.trim().to_string();
-        Ok((arch, body.join("; ")))
+        let mut counts = Vec::new();
+        for function in ["ours_host", "empty_host"] {
+            let out = ws.target_dir.join(format!("callgrind.{function}.out"));
+            Cmd::new("valgrind")
+                .args(["--quiet", "--tool=callgrind"])
+                .arg(format!("--callgrind-out-file={}", out.display()))
+                .arg(format!("--toggle-collect={function}"))
+                .arg(bin.display().to_string())
+                .arg("host")
+                .stdout()?;
+            let text = std::fs::read_to_string(&out)
+                .map_err(|e| format!("reading {}: {e}", out.display()))?;
+            let total = text
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("totals:")
+                        .or_else(|| l.strip_prefix("summary:"))
+                })
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| format!("no totals in {}", out.display()))?;
+            counts.push(total);
+        }
+        Ok(HostCounts {
+            arch,
+            ours: counts[0],
+            empty: counts[1],
+        })
     })();
     Host { result }
 }
@@ -939,9 +988,12 @@ fn goals(report: &Report) -> Vec<Goal> {
     }
     if let Some(Host { result }) = &report.host {
         let (met, measured) = match result {
-            Ok((_, body)) => (
-                body.trim() == "ret" || body.trim() == "ret ",
-                format!("`ours_with_flush` disassembles to: `{body}`"),
+            Ok(h) => (
+                h.ours <= h.empty,
+                format!(
+                    "{} instructions against {} for an empty function (callgrind)",
+                    h.ours, h.empty
+                ),
             ),
             Err(e) => (false, format!("not measured: {e}")),
         };
@@ -1076,14 +1128,18 @@ fn markdown(report: &Report) -> String {
     if let Some(Host { result }) = &report.host {
         s.push_str("\n## Host\n\n");
         match result {
-            Ok((arch, body)) => {
+            Ok(h) => {
                 let _ = writeln!(
                     s,
-                    "On the host ({arch}), `ours_with_flush` (in `crates/icache-bench`: one\n\
-                     `clear_cache` and one `pipeline_flush_mt`, results passed through\n\
-                     `black_box`) compiles in a release build to: `{body}`.\n\
-                     An empty function is a single `ret`, so anything beyond `ret` above is\n\
-                     the cost of the two calls (here, storing the `Ok` values for `black_box`)."
+                    "On the host ({}), counted with `valgrind --tool=callgrind --toggle-collect=<function>`\n\
+                     on an x86-64 release build of `icache-bench host`: `ours_host` (one `clear_cache`\n\
+                     of 64 bytes and one `pipeline_flush_mt`, errors returned with `?`) executes\n\
+                     **{} instructions**; `empty_host`, the same signature returning `Ok(())`,\n\
+                     executes {}. The difference, {}, is what the two calls cost on this host.",
+                    h.arch,
+                    h.ours,
+                    h.empty,
+                    h.ours as i64 - h.empty as i64
                 );
             }
             Err(e) => {

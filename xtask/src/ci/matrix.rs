@@ -25,6 +25,7 @@ pub fn steps(ws: &Workspace) -> Vec<Step> {
     miri(ws, &mut steps);
     checker(ws, &mut steps);
     reliability(ws, &mut steps);
+    bench_smoke(ws, &mut steps);
     steps
 }
 
@@ -282,5 +283,20 @@ fn reliability(ws: &Workspace, steps: &mut Vec<Step>) {
         &format!("{CHECKER_TARGET} ({CHECKER} cortex-a72)"),
         Kind::Test,
         me().args(["mutants"]),
+    ));
+}
+
+/// `cargo xtask bench --smoke` (this same binary): the instruction-counting
+/// harness builds, runs under qemu and parses, so it stays working; it
+/// writes nothing into the repository and asserts no goal.
+fn bench_smoke(ws: &Workspace, steps: &mut Vec<Step>) {
+    let xtask = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "xtask".to_string());
+    steps.push(Step::new(
+        "bench --smoke",
+        &format!("{CHECKER_TARGET} (qemu cortex-a72)"),
+        Kind::Test,
+        Cmd::new(&xtask).dir(&ws.root).args(["bench", "--smoke"]),
     ));
 }
