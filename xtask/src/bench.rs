@@ -96,6 +96,11 @@ pub fn main(ws: &Workspace, args: &[String]) -> Result {
     eprintln!("bench: host x86-64");
     report.host = Some(host(ws));
     report.qemu = qemu_version();
+    report.rustc = Cmd::new("rustc")
+        .arg("--version")
+        .stdout()
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
     report.commit = commit(ws);
     report.seconds = started.elapsed().as_secs();
     let md = markdown(&report);
@@ -625,6 +630,7 @@ struct Report {
     race: Option<Race>,
     host: Option<Host>,
     qemu: String,
+    rustc: String,
     commit: String,
     seconds: u64,
 }
@@ -1015,7 +1021,7 @@ fn markdown(report: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "- QEMU: `{}`, user mode, CPU models {}.\n- Library: commit {}.\n- Run time of `cargo xtask bench`: {} s (after the builds).\n",
+        "- QEMU: `{}`, user mode, CPU models {}.\n- Compiler: `{}`, release profile, target `{TARGET}`.\n- Library: commit {}.\n- Run time of `cargo xtask bench`: {} s, including any builds it needed.\n",
         report.qemu,
         report
             .cpus
@@ -1023,6 +1029,7 @@ fn markdown(report: &Report) -> String {
             .map(|c| format!("`{}` (D-line {} B, I-line {} B)", c.cpu, c.lines.0, c.lines.1))
             .collect::<Vec<_>>()
             .join(" and "),
+        report.rustc,
         report.commit,
         report.seconds
     );
@@ -1192,7 +1199,7 @@ const COLORS: [&str; 5] = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b"
 /// starts), one panel per CPU model, the minimum dashed.
 fn svg(report: &Report) -> String {
     let (pw, ph, ml, mt, mb) = (420.0, 300.0, 60.0, 40.0, 50.0);
-    let width = ml + (pw + ml) * report.cpus.len() as f64 + 200.0;
+    let width = ml + (pw + ml) * report.cpus.len() as f64 + 320.0;
     let height = mt + ph + mb;
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" \
