@@ -951,25 +951,33 @@ fn goals(report: &Report) -> Vec<Goal> {
             met: worst <= 16,
             measured: format!("{worst} instructions"),
         });
-        let per_line: Vec<(usize, usize, f64)> = c
+        // A "line" is one data line and one instruction line (equal sizes
+        // here): the minimum is 2 instructions per line, so 3 is 1.5x.
+        let per_line: Vec<(usize, usize, f64, f64)> = c
             .singles
             .iter()
             .filter(|r| r.size >= 4096)
             .map(|r| {
                 let lines = r.minimum.dc.max(r.minimum.ic).max(1);
-                (r.size, r.offset, ours(r).insns as f64 / lines as f64)
+                let insns = ours(r).insns as f64;
+                (
+                    r.size,
+                    r.offset,
+                    insns / lines as f64,
+                    insns / r.minimum.insns as f64,
+                )
             })
             .collect();
         let worst = per_line.iter().map(|p| p.2).fold(0.0, f64::max);
         goals.push(Goal {
             text: format!(
-                "{}: from 4 KiB up, at most 3 instructions per line (1.5x the minimum)",
+                "{}: from 4 KiB up, at most 3 instructions per line (dc and ic together; 1.5x the minimum)",
                 c.cpu
             ),
             met: !per_line.is_empty() && worst <= 3.0,
             measured: per_line
                 .iter()
-                .map(|(s, o, v)| format!("{} +{o}: {v:.2}", size_name(*s)))
+                .map(|(s, o, v, x)| format!("{} +{o}: {v:.2} ({x:.2}x)", size_name(*s)))
                 .collect::<Vec<_>>()
                 .join(", "),
         });
