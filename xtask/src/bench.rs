@@ -46,6 +46,7 @@ const IMPLS: [(&str, &str); 5] = [
     ("wasmtime-21", "wasmtime-jit-icache-coherence 21.0.1"),
 ];
 
+/// `cargo xtask bench [--smoke]`: see the module docs.
 pub fn main(ws: &Workspace, args: &[String]) -> Result {
     let smoke = match args {
         [] => false,
@@ -1062,13 +1063,15 @@ fn markdown(report: &Report) -> String {
          only returns and subtracted, so each count is exactly what runs inside the\n\
          call, including the callee's `ret` and the thin `#[inline(never)]` wrapper\n\
          that adapts each peer's signature (libgcc: computing `end`; the others:\n\
-         discarding the result). Starts: a page-aligned address (\"aligned\") and the\n\
+         discarding the result; for icache-coherence that is the check and drop\n\
+         of the `io::Result`, which a caller using `?` pays as well). Starts: a page-aligned address (\"aligned\") and the\n\
          same plus 4 bytes (\"+4\"). Cells read `instructions (dc/ic/dsb/isb)`.\n\n\
          The **minimum** column is computed from the line sizes the library reads\n\
          (`cache_info()`): one `dc` per data line and one `ic` per instruction line\n\
          overlapping the range, two `dsb` and one `isb`, and no other instruction.\n\n\
-         Peers: libgcc's `__clear_cache` from the cross toolchain (linked statically\n\
-         from `libgcc.a`); the `clear-cache` crate 0.1.3; upstream's newest,\n\
+         Peers: libgcc's `__clear_cache` from the cross toolchain (the gcc driver\n\
+         resolves it from `libgcc_s.so.1`, so its counts include the 4-instruction\n\
+         PLT stub); the `clear-cache` crate 0.1.3; upstream's newest,\n\
          `wasmtime-internal-jit-icache-coherence` 50.0.1, which declares\n\
          `rust-version = 1.97` but compiles with rustc 1.95, so it is built with\n\
          `--ignore-rust-version` (behind the `wasmtime-newest` feature of\n\
