@@ -306,7 +306,7 @@ fn bench_smoke(ws: &Workspace, steps: &mut Vec<Step>) {
         .unwrap_or_else(|_| "xtask".to_string());
     steps.push(Step::new(
         "bench --smoke",
-        &format!("{CHECKER_TARGET} (qemu cortex-a72)"),
+        &format!("{CHECKER_TARGET} (instruction counts, qemu cortex-a72)"),
         Kind::Test,
         Cmd::new(&xtask).dir(&ws.root).args(["bench", "--smoke"]),
     ));
