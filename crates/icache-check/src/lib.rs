@@ -25,6 +25,10 @@ pub mod decode;
 pub mod model;
 pub mod shadow;
 
+/// The model against a brute-force reference on random event sequences.
+#[cfg(test)]
+mod reference_tests;
+
 // The glue refers to symbols that only QEMU provides when it loads the plugin,
 // so unit-test executables leave it out.
 #[cfg(not(test))]

@@ -290,18 +290,25 @@ impl Model {
 
     /// When the data of store `id` was cleaned (completed), if it was.
     fn clean_time(&self, m: Option<&MaintWord>, id: u64) -> Option<u64> {
-        if let Some(m) = m {
-            if m.cleaned_for.load(Acquire) == id {
-                return Some(m.cleaned_at.load(Relaxed));
-            }
+        let explicit = m
+            .filter(|m| m.cleaned_for.load(Acquire) == id)
+            .map(|m| m.cleaned_at.load(Relaxed));
+        // With IDC the store is clean once its vCPU completes a dsb. The
+        // earlier of that and an explicit clean counts: a later redundant
+        // `dc` must not move the clean (found by `reference_tests`).
+        let idc = if self.cfg.idc {
+            self.vcpus.get(id_vcpu(id) as usize).and_then(|vc| {
+                let marks = &vc.idc_marks;
+                let i = marks.partition_point(|&(count, _)| count < id_count(id));
+                marks.get(i).map(|&(_, at)| at)
+            })
+        } else {
+            None
+        };
+        match (explicit, idc) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        if self.cfg.idc {
-            // With IDC the store is clean once its vCPU completes a dsb.
-            let marks = &self.vcpus.get(id_vcpu(id) as usize)?.idc_marks;
-            let i = marks.partition_point(|&(count, _)| count < id_count(id));
-            return marks.get(i).map(|&(_, at)| at);
-        }
-        None
     }
 
     /// The words of the line of `len` bytes at `line` that the guest stored
