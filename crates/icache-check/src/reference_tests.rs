@@ -35,14 +35,26 @@ enum Ev {
     /// vCPU `v` starts (vCPUs 0..VCPUS start at the beginning; one more
     /// may start later).
     Start(u32),
-    Store { v: u32, word: u64 },
-    Dc { v: u32, word: u64 },
-    Ic { v: u32, word: u64 },
+    Store {
+        v: u32,
+        word: u64,
+    },
+    Dc {
+        v: u32,
+        word: u64,
+    },
+    Ic {
+        v: u32,
+        word: u64,
+    },
     Dsb(u32),
     Isb(u32),
     Syscall(u32),
     Membarrier(u32),
-    Exec { v: u32, word: u64 },
+    Exec {
+        v: u32,
+        word: u64,
+    },
 }
 
 /// SplitMix64: deterministic, so a failure is reproducible from its seed.
@@ -75,11 +87,15 @@ fn same_line(a: u64, b: u64, line: u64) -> bool {
 /// The reference answer for the execution at `events[t]`:
 /// None if coherent, else the missing step and the index of the store.
 fn reference(cfg: Config, events: &[Ev], t: usize) -> Option<(Missing, usize)> {
-    let Ev::Exec { v, word } = events[t] else { unreachable!() };
+    let Ev::Exec { v, word } = events[t] else {
+        unreachable!()
+    };
     let ts = (0..t)
         .rev()
         .find(|&i| matches!(events[i], Ev::Store { word: w, .. } if w == word))?;
-    let Ev::Store { v: sv, .. } = events[ts] else { unreachable!() };
+    let Ev::Store { v: sv, .. } = events[ts] else {
+        unreachable!()
+    };
     // The first dsb by `c` strictly after `after` and before `t`.
     let dsb_after = |c: u32, after: usize| (after + 1..t).find(|&i| events[i] == Ev::Dsb(c));
 
@@ -302,7 +318,11 @@ fn reference_reports_each_missing_step_on_a_scripted_sequence() {
         let mut seq = full.to_vec();
         seq.remove(drop);
         let t = seq.iter().position(|e| matches!(e, Exec { .. })).unwrap();
-        assert_eq!(reference(cfg, &seq, t).map(|a| a.0), Some(want), "without event {drop}");
+        assert_eq!(
+            reference(cfg, &seq, t).map(|a| a.0),
+            Some(want),
+            "without event {drop}"
+        );
         assert_eq!(disagreement(cfg, &seq), None, "without event {drop}");
     }
 }
