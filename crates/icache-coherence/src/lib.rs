@@ -196,7 +196,16 @@ use core::ffi::c_void;
 #[inline]
 pub unsafe fn clear_cache(ptr: *const c_void, len: usize) -> std::io::Result<()> {
     // SAFETY: forwarded from the caller.
-    unsafe { clear_cache_core(ptr, len) }.map_err(Into::into)
+    unsafe { clear_cache_core(ptr, len) }.map_err(into_io)
+}
+
+/// Boxing an `io::Error` is the slow path of every call: kept out of line so
+/// that the fast path stays a leaf without a stack frame.
+#[cfg(feature = "std")]
+#[cold]
+#[inline(never)]
+fn into_io(e: Error) -> std::io::Error {
+    e.into()
 }
 
 /// [`clear_cache`] with the crate's own [`Error`], for `no_std` users.
@@ -204,7 +213,7 @@ pub unsafe fn clear_cache(ptr: *const c_void, len: usize) -> std::io::Result<()>
 /// # Safety
 ///
 /// As for [`clear_cache`].
-#[inline]
+#[inline(always)]
 pub unsafe fn clear_cache_core(ptr: *const c_void, len: usize) -> Result<(), Error> {
     let start = ptr as usize;
     match lines::last_byte(start, len)? {

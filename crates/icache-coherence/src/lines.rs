@@ -54,25 +54,22 @@ impl Lines {
 
     /// Calls `f` with the address of each line, in ascending order.
     ///
-    /// It visits two lines per iteration, and the odd last line after the
-    /// loop, so the loop's add and count-down-and-branch are shared by two
-    /// maintenance instructions: 3 instructions per line instead of 4. That
-    /// is the only trick here; real cores spend far longer in the `dc`/`ic`
-    /// themselves (BENCHMARKS.md). Addresses past the last line are never
-    /// passed to `f`, and the one step past the top of the address space
-    /// that the last pair may compute wraps harmlessly instead of
-    /// overflowing.
+    /// The loop compares against the last line's address instead of an end
+    /// address, so it never computes an address past the final line and
+    /// cannot overflow even when the range ends at `usize::MAX`. It is the
+    /// plain loop on purpose: unrolling it by two saved 1 instruction per
+    /// line but cost 21 in every call (BENCHMARKS.md), and on real cores the
+    /// `dc`/`ic` themselves dwarf the loop overhead while the fixed cost is
+    /// paid by every small patch.
     #[inline(always)]
     pub(crate) fn for_each(self, mut f: impl FnMut(usize)) {
-        let n = self.count();
         let mut addr = self.first;
-        for _ in 0..n / 2 {
+        loop {
             f(addr);
-            f(addr + self.size);
-            addr = addr.wrapping_add(2 * self.size);
-        }
-        if n % 2 == 1 {
-            f(addr);
+            if addr == self.last {
+                break;
+            }
+            addr += self.size;
         }
     }
 

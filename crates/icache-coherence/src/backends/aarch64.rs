@@ -49,7 +49,7 @@ fn ctr_el0() -> CtrEl0 {
 
 /// The contract of `backends`: `[start, start + len)` is non-empty, does not
 /// wrap, and is mapped.
-#[inline]
+#[inline(always)]
 pub(crate) unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> {
     let range = core::iter::once((start, len));
     // SAFETY: forwarded from the caller.
