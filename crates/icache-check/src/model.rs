@@ -320,7 +320,7 @@ impl Model {
         let n = ((len / 4) as usize).min(WORDS - first);
         (first..first + n)
             .filter_map(|w| {
-                let id = page.stored[w].load(Acquire);
+                let id = page.id(w);
                 (id != 0).then(|| (line + 4 * (w - first) as u64, id))
             })
             .collect()
@@ -383,7 +383,7 @@ impl Model {
             let Some((page, w)) = self.shadow.page(addr) else {
                 continue;
             };
-            if page.stored[w].load(Acquire) != id {
+            if page.id(w) != id {
                 continue; // stored again after the dc: that data is not cleaned
             }
             let m = &page.maint_or_create()[w];
@@ -400,7 +400,7 @@ impl Model {
                 let Some((page, w)) = self.shadow.page(addr) else {
                     continue;
                 };
-                if page.stored[w].load(Acquire) != id {
+                if page.id(w) != id {
                     continue;
                 }
                 let m = &page.maint_or_create()[w];
@@ -415,7 +415,7 @@ impl Model {
                 let shadow = Arc::clone(&self.shadow);
                 shadow.for_each_page(|page| {
                     for w in 0..WORDS {
-                        let id = page.stored[w].load(Acquire);
+                        let id = page.id(w);
                         if id == 0 {
                             continue;
                         }
@@ -495,11 +495,11 @@ impl Model {
     pub fn execute(&mut self, v: u32, pc: u64) -> Option<Violation> {
         let _ = self.tick();
         let (page, w) = self.shadow.page(pc)?;
-        let id = page.stored[w].load(Acquire);
+        let id = page.id(w);
         if id == 0 {
             return None;
         }
-        let store_pc = page.pc[w].load(Relaxed);
+        let store_pc = page.pc(w);
         let m = page.maint().map(|m| &m[w]);
         if self.counted_stores.insert(id) {
             self.counts.code_stores += 1;

@@ -25,7 +25,7 @@ pub const PAGE_SIZE: u64 = 4096;
 pub const WORDS: usize = (PAGE_SIZE / 4) as usize;
 const VA_MASK: u64 = (1 << 48) - 1;
 const FANOUT: usize = 4096;
-const COUNTERS: usize = 256;
+const COUNTERS: usize = 4096;
 
 /// Maintenance state of one word; only the model's locked code writes it.
 #[derive(Default)]
@@ -46,17 +46,32 @@ pub struct MaintWord {
 pub struct Page {
     /// The guest stored to this page since the model last forgot it.
     pub live: AtomicBool,
-    /// Store identity per word; 0 = never stored (or forgotten).
-    pub stored: [AtomicU64; WORDS],
-    /// PC of that store.
-    pub pc: [AtomicU64; WORDS],
+    /// Per word: the store identity (0 = never stored, or forgotten) and the
+    /// PC of that store, side by side so a store touches one cache line.
+    words: [StoreWord; WORDS],
     /// Maintenance state, allocated the first time maintenance touches the page.
     maint: AtomicPtr<[MaintWord; WORDS]>,
     next: AtomicPtr<Page>,
     linked: AtomicBool,
 }
 
+#[derive(Default)]
+struct StoreWord {
+    id: AtomicU64,
+    pc: AtomicU64,
+}
+
 impl Page {
+    /// The identity of the last store to word `w` (0 if none).
+    pub fn id(&self, w: usize) -> u64 {
+        self.words[w].id.load(Acquire)
+    }
+
+    /// The PC of the last store to word `w`.
+    pub fn pc(&self, w: usize) -> u64 {
+        self.words[w].pc.load(Relaxed)
+    }
+
     /// The maintenance state, if any maintenance touched the page.
     pub fn maint(&self) -> Option<&[MaintWord; WORDS]> {
         // SAFETY: once set, the pointer stays valid for the process lifetime.
@@ -92,15 +107,24 @@ impl Page {
 type Leaf = [AtomicPtr<Page>; FANOUT];
 type Mid = [AtomicPtr<Leaf>; FANOUT];
 
+/// Per-vCPU state of the store path, one cache line each: the store counter
+/// and the last page this vCPU stored to.
 #[repr(align(64))]
 #[derive(Default)]
-struct Counter(AtomicU64);
+struct Counter {
+    count: AtomicU64,
+    cached_pn: AtomicU64,
+    cached_page: AtomicPtr<Page>,
+    cached_epoch: AtomicU64,
+}
 
 /// The shadow memory. `Sync`: every field is atomic.
 pub struct Shadow {
     root: Box<[AtomicPtr<Mid>; FANOUT]>,
     counters: Box<[Counter; COUNTERS]>,
     all_pages: AtomicPtr<Page>,
+    /// Bumped by every `forget_range`, which invalidates the per-vCPU caches.
+    epoch: AtomicU64,
 }
 
 impl Default for Shadow {
@@ -142,6 +166,7 @@ impl Shadow {
             root: zeroed_box(),
             counters: zeroed_box(),
             all_pages: AtomicPtr::new(std::ptr::null_mut()),
+            epoch: AtomicU64::new(0),
         }
     }
 
@@ -209,15 +234,30 @@ impl Shadow {
     }
 
     /// The next store identity for vCPU `v`.
+    ///
+    /// QEMU gives each live guest thread its own vCPU index, and only that
+    /// thread runs its store callbacks, so a plain load and store suffice for
+    /// the vCPUs below `COUNTERS`: an atomic read-modify-write here would
+    /// drain the host's store buffer on every guest store, which costs more
+    /// than the rest of the callback. Higher indexes share one counter and pay
+    /// for `fetch_add`.
     fn next_id(&self, v: u32) -> u64 {
-        let count = self.counters[v as usize % COUNTERS].0.fetch_add(1, Relaxed) + 1;
+        let count = match self.counters.get(v as usize) {
+            Some(c) if (v as usize) < COUNTERS - 1 => {
+                let n = c.count.load(Relaxed) + 1;
+                c.count.store(n, Relaxed);
+                n
+            }
+            _ => self.counters[COUNTERS - 1].count.fetch_add(1, Relaxed) + 1,
+        };
         (count << 16) | u64::from(v & 0xffff)
     }
 
     /// The count part of the last identity handed out to vCPU `v`: every
     /// store of `v` with a count up to this one has been recorded.
     pub fn last_count(&self, v: u32) -> u64 {
-        self.counters[v as usize % COUNTERS].0.load(Acquire)
+        let i = (v as usize).min(COUNTERS - 1);
+        self.counters[i].count.load(Acquire)
     }
 
     /// Records that vCPU `v` stored `size` bytes at `addr` with the
@@ -228,14 +268,12 @@ impl Shadow {
         let last = addr.wrapping_add(size.max(1) - 1) & !3;
         let mut a = first;
         loop {
-            let (page, mut w) = self.page_or_create(a);
-            if !page.live.load(Relaxed) {
-                page.live.store(true, Release);
-            }
+            let (page, mut w) = self.page_for_store(v, a);
             // Fill the rest of this page in one go.
             loop {
-                page.pc[w].store(pc, Relaxed);
-                page.stored[w].store(id, Release);
+                let sw = &page.words[w];
+                sw.pc.store(pc, Relaxed);
+                sw.id.store(id, Release);
                 if a == last {
                     return;
                 }
@@ -248,6 +286,39 @@ impl Shadow {
         }
     }
 
+    /// The live page for a store by `v` at `addr`, through `v`'s one-entry
+    /// cache: most stores hit the page of the previous one.
+    fn page_for_store(&self, v: u32, addr: u64) -> (&Page, usize) {
+        let pn = (addr & VA_MASK) / PAGE_SIZE;
+        let w = ((addr % PAGE_SIZE) / 4) as usize;
+        let epoch = self.epoch.load(Acquire);
+        let cache = self
+            .counters
+            .get(v as usize)
+            .filter(|_| (v as usize) < COUNTERS - 1);
+        if let Some(c) = cache {
+            let p = c.cached_page.load(Relaxed);
+            if !p.is_null()
+                && c.cached_pn.load(Relaxed) == pn
+                && c.cached_epoch.load(Relaxed) == epoch
+            {
+                // SAFETY: pages are never freed.
+                return (unsafe { &*p }, w);
+            }
+        }
+        let (page, w) = self.page_or_create(addr);
+        if !page.live.load(Relaxed) {
+            page.live.store(true, Release);
+        }
+        if let Some(c) = cache {
+            c.cached_page
+                .store(page as *const Page as *mut Page, Relaxed);
+            c.cached_pn.store(pn, Relaxed);
+            c.cached_epoch.store(epoch, Relaxed);
+        }
+        (page, w)
+    }
+
     /// Whether the guest stored to the page holding `addr` since it was last
     /// forgotten.
     pub fn page_is_stored(&self, addr: u64) -> bool {
@@ -258,6 +329,7 @@ impl Shadow {
     /// Walks only the populated part of the tree, so unmapping a huge
     /// reservation costs little.
     pub fn forget_range(&self, start: u64, end: u64) {
+        self.epoch.fetch_add(1, AcqRel);
         let (start, end) = (start & VA_MASK, end.min(VA_MASK + 1));
         let mut pn = start / PAGE_SIZE;
         let end_pn = end / PAGE_SIZE;
@@ -280,8 +352,8 @@ impl Shadow {
             // SAFETY: as above.
             if let Some(page) = unsafe { leaf[i3].load(Acquire).as_ref() } {
                 page.live.store(false, Release);
-                for s in &page.stored {
-                    s.store(0, Release);
+                for sw in &page.words {
+                    sw.id.store(0, Release);
                 }
             }
             pn += 1;
@@ -308,13 +380,13 @@ mod tests {
         let s = Shadow::new();
         s.store(3, 0x1000, 4, 0x40);
         let (p, w) = s.page(0x1000).unwrap();
-        let a = p.stored[w].load(Relaxed);
+        let a = p.id(w);
         s.store(3, 0x1000, 4, 0x44);
-        let b = p.stored[w].load(Relaxed);
+        let b = p.id(w);
         assert_ne!(a, b);
         assert_eq!((id_vcpu(a), id_vcpu(b)), (3, 3));
         assert_eq!(id_count(b), id_count(a) + 1);
-        assert_eq!(p.pc[w].load(Relaxed), 0x44);
+        assert_eq!(p.pc(w), 0x44);
         assert_eq!(s.last_count(3), id_count(b));
     }
 
@@ -343,7 +415,7 @@ mod tests {
             }
         });
         let (p, _) = s.page(0x5000).unwrap();
-        assert!(p.stored.iter().all(|w| w.load(Relaxed) != 0));
+        assert!((0..WORDS).all(|w| p.id(w) != 0));
         let mut n = 0;
         s.for_each_page(|_| n += 1);
         assert_eq!(n, 1);
@@ -360,6 +432,15 @@ mod tests {
     }
 
     #[test]
+    fn a_cached_page_is_marked_live_again_after_it_was_forgotten() {
+        let s = Shadow::new();
+        s.store(2, 0x3000, 4, 0);
+        s.forget_range(0x3000, 0x4000);
+        s.store(2, 0x3008, 4, 0);
+        assert!(s.page_is_stored(0x3000));
+    }
+
+    #[test]
     fn forgetting_clears_the_page() {
         let s = Shadow::new();
         s.store(0, 0x3000, 8, 0);
@@ -367,6 +448,6 @@ mod tests {
         s.forget_range(0x3000, 0x4000);
         assert!(!s.page_is_stored(0x3004));
         let (p, w) = s.page(0x3004).unwrap();
-        assert_eq!(p.stored[w].load(Relaxed), 0);
+        assert_eq!(p.id(w), 0);
     }
 }
