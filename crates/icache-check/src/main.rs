@@ -13,6 +13,8 @@
 //!     cargo test --target aarch64-unknown-linux-gnu
 //! ```
 //!
+//! Without `--cpu`, the model is `$QEMU_CPU` if set, else `cortex-a72`.
+//!
 //! Exit status: the program's own status (128 + N if signal N killed it),
 //! except [`EXIT_VIOLATIONS`] when the plugin reported any violation and
 //! [`EXIT_CHECKER_FAILED`] when the checker itself could not do its job.
@@ -61,9 +63,14 @@ struct Options {
     program: Vec<OsString>,
 }
 
-fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Options, String> {
+/// Parses the command line. Without `--cpu`, the model is `default_cpu`
+/// (QEMU's own `QEMU_CPU` variable when set, else [`DEFAULT_CPU`]).
+fn parse_args(
+    args: impl IntoIterator<Item = OsString>,
+    default_cpu: &str,
+) -> Result<Options, String> {
     let mut opts = Options {
-        cpu: DEFAULT_CPU.to_string(),
+        cpu: default_cpu.to_string(),
         idc: false,
         dic: false,
         plugin: None,
@@ -168,7 +175,8 @@ fn fail(msg: &str) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let opts = match parse_args(std::env::args_os().skip(1)) {
+    let default_cpu = std::env::var("QEMU_CPU").unwrap_or_else(|_| DEFAULT_CPU.to_string());
+    let opts = match parse_args(std::env::args_os().skip(1), &default_cpu) {
         Ok(o) => o,
         Err(e) => return fail(&e),
     };
@@ -252,20 +260,32 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
 
+    fn parse_args2(a: Vec<OsString>) -> Result<Options, String> {
+        parse_args(a, DEFAULT_CPU)
+    }
+
+    #[test]
+    fn qemu_cpu_from_the_environment_is_the_default_model() {
+        let o = parse_args(args("-- ./prog"), "max").unwrap();
+        assert_eq!(o.cpu, "max");
+        let o = parse_args(args("--cpu a64fx -- ./prog"), "max").unwrap();
+        assert_eq!(o.cpu, "a64fx");
+    }
+
     fn args(s: &str) -> Vec<OsString> {
         s.split_whitespace().map(OsString::from).collect()
     }
 
     #[test]
     fn cargo_runner_form_parses_options_then_program() {
-        let o = parse_args(args("--cpu a64fx -- /t/test --exact foo")).unwrap();
+        let o = parse_args2(args("--cpu a64fx -- /t/test --exact foo")).unwrap();
         assert_eq!(o.cpu, "a64fx");
         assert_eq!(o.program, args("/t/test --exact foo"));
     }
 
     #[test]
     fn program_options_after_the_program_are_not_ours() {
-        let o = parse_args(args("--idc ./prog --dic --cpu=max")).unwrap();
+        let o = parse_args2(args("--idc ./prog --dic --cpu=max")).unwrap();
         assert!(o.idc && !o.dic);
         assert_eq!(o.cpu, DEFAULT_CPU);
         assert_eq!(o.program, args("./prog --dic --cpu=max"));
@@ -273,16 +293,16 @@ mod tests {
 
     #[test]
     fn equals_forms_and_plugin_override_parse() {
-        let o = parse_args(args("--cpu=max --plugin=/x/p.so --dic -- a")).unwrap();
+        let o = parse_args2(args("--cpu=max --plugin=/x/p.so --dic -- a")).unwrap();
         assert_eq!((o.cpu.as_str(), o.dic), ("max", true));
         assert_eq!(o.plugin, Some(PathBuf::from("/x/p.so")));
     }
 
     #[test]
     fn missing_program_and_unknown_options_are_errors() {
-        assert!(parse_args(args("--cpu max --")).is_err());
-        assert!(parse_args(args("--frobnicate -- a")).is_err());
-        assert!(parse_args(args("--cpu")).is_err());
+        assert!(parse_args2(args("--cpu max --")).is_err());
+        assert!(parse_args2(args("--frobnicate -- a")).is_err());
+        assert!(parse_args2(args("--cpu")).is_err());
     }
 
     #[test]
