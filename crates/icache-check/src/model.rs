@@ -1,10 +1,17 @@
 //! The architectural model of AArch64 instruction-cache coherence, as pure Rust.
 //!
-//! The model is fed a totally ordered stream of events (stores, executed
-//! maintenance and barrier instructions, system calls, thread starts) and
+//! The model is fed a stream of events (stores, executed maintenance and
+//! barrier instructions, system calls, thread starts) and
 //! answers, for each instruction execution it is asked about, whether a real
 //! core could have fetched stale bytes. It knows nothing about QEMU; the glue in
 //! `plugin.rs` turns QEMU callbacks into calls on [`Model`].
+//!
+//! Stores are recorded concurrently and without a lock in the [`Shadow`],
+//! each with a unique identity. All other events are serialized by the
+//! caller. A `dc` or `ic` takes a snapshot of the store identities in its line
+//! when it is issued, and its effect applies at completion only to words that
+//! still hold the same identity. That is "the line's data as it stood when the
+//! instruction was issued", whatever the stores of other threads do meanwhile.
 //!
 //! # Rules (Arm ARM DDI 0487, B2.4.4 "Concurrent modification and execution of
 //! instructions", D7.5.2 "Instruction cache maintenance" and the CTR_EL0

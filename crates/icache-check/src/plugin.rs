@@ -3,8 +3,11 @@
 //!
 //! # What is instrumented, and why deciding it at translation time is sound
 //!
-//! * Every store gets a memory callback (`QEMU_PLUGIN_MEM_W`). QEMU emits the
-//!   callback only for instructions that really access memory.
+//! * Every store gets a memory callback (`QEMU_PLUGIN_MEM_W`), except those
+//!   addressed from the stack pointer ([`is_sp_based_memory_access`]; see the
+//!   README's "Overhead" section). QEMU emits the callback only for
+//!   instructions that really access memory. The callback writes to the
+//!   lock-free [`Shadow`] and takes no lock.
 //! * Executions are watched only for maintenance, barrier and `svc`
 //!   instructions (decided from the instruction word), for the instruction
 //!   right after a `dc`/`ic` (to read its address register, see below), and
