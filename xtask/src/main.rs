@@ -47,7 +47,7 @@ const COMMANDS: &[(&str, Command, &str)] = &[
     (
         "soak",
         reliability::soak_main,
-        "long runs: 1,000,000 republishes under icache-check per aarch64 CPU, 1,000 first-call races under qemu",
+        "long runs: 1,000,000 republishes under icache-check per aarch64 CPU, 5,000 first-call races under qemu",
     ),
     (
         "reliability",

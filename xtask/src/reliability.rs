@@ -50,7 +50,7 @@ fn soak(ws: &Workspace) -> Result {
     for cpu in AARCH64_CPUS {
         long_run(ws, cpu, "1000000")?;
     }
-    race(ws, CHECKER_TARGET, "1000")
+    race(ws, CHECKER_TARGET, "5000")
 }
 
 fn sandbox(ws: &Workspace, target: &str) -> Result {

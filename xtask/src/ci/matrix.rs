@@ -278,10 +278,10 @@ fn reliability(ws: &Workspace, steps: &mut Vec<Step>) {
         ));
     }
     steps.push(Step::new(
-        "first-call race x100 (strace)",
+        "first-call race x1000 (strace)",
         &format!("{CHECKER_TARGET} (qemu)"),
         Kind::Test,
-        me().args(["reliability", "race", CHECKER_TARGET, "100"]),
+        me().args(["reliability", "race", CHECKER_TARGET, "1000"]),
     ));
     steps.push(Step::new(
         "long run 100k publishes",
