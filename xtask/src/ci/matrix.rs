@@ -226,18 +226,7 @@ fn checker(ws: &Workspace, steps: &mut Vec<Step>) {
                 &label,
                 Kind::Test,
                 base.clone()
-                    .args(["test", "-p", LIB, "--target", CHECKER_TARGET])
-                    // The two exhaustive/random tests of the pure line
-                    // arithmetic run no generated code, take minutes with
-                    // every store instrumented, and already ran under plain
-                    // qemu for both CPU models above.
-                    .args([
-                        "--",
-                        "--skip",
-                        "every_byte_is_covered",
-                        "--skip",
-                        "random_ranges",
-                    ]),
+                    .args(["test", "-p", LIB, "--target", CHECKER_TARGET]),
             )
             .needs(build),
         );
