@@ -33,6 +33,7 @@ fn eight_readers_never_run_stale_code_while_it_is_republished() {
     std::thread::scope(|s| {
         for _ in 0..READERS {
             s.spawn(|| {
+                pin_to(Role::Reader);
                 let mut last_seen = 0;
                 while !done.load(SeqCst) {
                     let (got, want) = f.call_latest();
@@ -44,6 +45,7 @@ fn eight_readers_never_run_stale_code_while_it_is_republished() {
                 }
             });
         }
+        pin_to(Role::Writer);
         for value in 2..=publishes {
             f.publish(value);
         }
@@ -57,3 +59,36 @@ fn eight_readers_never_run_stale_code_while_it_is_republished() {
         "the readers barely ran: {calls} calls"
     );
 }
+
+enum Role {
+    Writer,
+    Reader,
+}
+
+/// On a machine with at least two CPUs, gives the writer CPU 0 to itself and
+/// puts the readers on the others. Under qemu-user every guest thread is a
+/// host thread, and eight spinning readers otherwise starve the writer: a
+/// rewrite of translated code stops every vCPU (QEMU's exclusive section),
+/// which waits for descheduled readers, and one CI run took 25 times longer
+/// than another. The affinity only changes scheduling, not what is checked;
+/// the call itself (sched_setaffinity) happens before the first publish.
+#[cfg(target_os = "linux")]
+fn pin_to(role: Role) {
+    // SAFETY: plain libc calls on a zeroed cpu_set_t of our own.
+    unsafe {
+        let cpus = libc::sysconf(libc::_SC_NPROCESSORS_ONLN);
+        if cpus < 2 {
+            return;
+        }
+        let mut set: libc::cpu_set_t = core::mem::zeroed();
+        match role {
+            Role::Writer => libc::CPU_SET(0, &mut set),
+            Role::Reader => (1..cpus as usize).for_each(|c| libc::CPU_SET(c, &mut set)),
+        }
+        // Best effort: a refused affinity only makes the run slower.
+        let _ = libc::sched_setaffinity(0, core::mem::size_of_val(&set), &set);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pin_to(_role: Role) {}
