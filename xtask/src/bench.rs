@@ -74,10 +74,17 @@ pub fn main(ws: &Workspace, args: &[String]) -> Result {
         } else {
             Some(cross_check(ws, &guest, cpu, sizes, &run))
         };
+        let listing = run
+            .cases
+            .iter()
+            .find(|c| c.name == IMPLS[0].0 && c.size == 4 && c.offset == 0)
+            .map(|c| c.listing.clone())
+            .unwrap_or_default();
         report.cpus.push(CpuReport {
             cpu: cpu.to_string(),
             lines: run.lines,
             singles,
+            listing,
             patch: patch.cases,
             flush: flush.cases,
             check,
@@ -157,7 +164,19 @@ struct Case {
     size: usize,
     offset: usize,
     counts: Counts,
+    /// The instructions executed inside the library's wrapper
+    /// ([`LISTED_SYMBOL`]), as `in_asm` disassembled them, in execution
+    /// order; empty for other brackets and for brackets longer than
+    /// [`LISTING_LIMIT`].
+    listing: Vec<String>,
 }
+
+/// The guest function whose executed instructions are listed: the
+/// `#[inline(never)]` wrapper that calls `icache_coherence::clear_cache`
+/// (mangled name prefix; qemu names translation blocks by ELF symbol).
+const LISTED_SYMBOL: &str = "_ZN12icache_bench4ours17h";
+/// Longer listings (the big ranges) are dropped while parsing.
+const LISTING_LIMIT: usize = 200;
 
 /// What executed between two markers (the markers' own instructions
 /// excluded).
@@ -228,6 +247,12 @@ struct Parser {
     current: Counts,
     brackets: Vec<Counts>,
     total_maintenance: u64,
+    /// Whether the current translation block belongs to [`LISTED_SYMBOL`].
+    listed_block: bool,
+    /// Disassembly of each PC of [`LISTED_SYMBOL`].
+    texts: HashMap<u64, String>,
+    listing: Vec<String>,
+    listings: Vec<Vec<String>>,
 }
 
 impl Parser {
@@ -243,6 +268,10 @@ impl Parser {
             current: Counts::default(),
             brackets: Vec::new(),
             total_maintenance: 0,
+            listed_block: false,
+            texts: HashMap::new(),
+            listing: Vec::new(),
+            listings: Vec::new(),
         }
     }
 
@@ -252,6 +281,7 @@ impl Parser {
             return self.exec(pc);
         }
         if let Some(symbol) = line.strip_prefix("IN: ") {
+            self.listed_block = symbol.trim().starts_with(LISTED_SYMBOL);
             self.naming = match symbol.trim() {
                 "bench_begin" if self.begin == 0 => Some(Marker::Begin),
                 "bench_end" if self.end == 0 => Some(Marker::End),
@@ -268,6 +298,10 @@ impl Parser {
                     u32::from_str_radix(word, 16),
                 ) {
                     self.words.insert(pc, w);
+                    if self.listed_block {
+                        let text = rest.split_once(word).map_or("", |(_, t)| t.trim());
+                        self.texts.insert(pc, text.to_string());
+                    }
                     match self.naming.take() {
                         Some(Marker::Begin) => {
                             self.begin = pc;
@@ -321,16 +355,23 @@ impl Parser {
             }
             self.inside = true;
             self.current = Counts::default();
+            self.listing.clear();
         } else if pc == self.end {
             if !self.inside {
                 return Err("end marker without begin".to_string());
             }
             self.inside = false;
             self.brackets.push(self.current);
+            self.listings.push(std::mem::take(&mut self.listing));
         }
         // The markers' own bodies: begin is `nop; ret`, end `nop; nop; ret`.
         let in_marker = (self.begin..self.begin + 8).contains(&pc);
         if self.inside && !in_marker {
+            if let Some(text) = self.texts.get(&pc) {
+                if self.listing.len() < LISTING_LIMIT {
+                    self.listing.push(text.clone());
+                }
+            }
             let c = &mut self.current;
             c.insns += 1;
             match class {
@@ -472,11 +513,16 @@ fn assemble(parser: Parser, stdout: &str) -> Result<Run> {
     }
     run.cases = names
         .into_iter()
-        .zip(parser.brackets)
-        .map(|((name, size, offset), counts)| Case {
+        .zip(parser.brackets.into_iter().zip(parser.listings))
+        .map(|((name, size, offset), (counts, listing))| Case {
             name,
             size,
             offset,
+            listing: if counts.insns as usize > LISTING_LIMIT {
+                Vec::new()
+            } else {
+                listing
+            },
             counts,
         })
         .collect();
@@ -600,6 +646,9 @@ struct CpuReport {
     cpu: String,
     lines: (usize, usize),
     singles: Vec<Row>,
+    /// What one aligned 4-byte `clear_cache` call executed, instruction by
+    /// instruction.
+    listing: Vec<String>,
     patch: Vec<Case>,
     flush: Vec<Case>,
     check: Option<CrossCheck>,
@@ -652,6 +701,20 @@ fn validate(report: &Report, sites: usize) -> Result {
         }
         if c.singles.is_empty() {
             return Err(format!("{}: no single-call rows", c.cpu));
+        }
+        // Two independent counts of the same call: the calibrated bracket
+        // and the instructions whose block qemu attributes to the wrapper.
+        let counted = c
+            .singles
+            .iter()
+            .find(|r| r.size == 4 && r.offset == 0)
+            .map(|r| r.impls[0].1.insns);
+        if counted != Some(c.listing.len() as u64) {
+            return Err(format!(
+                "{}: the 4-byte call counted {counted:?} instructions but its listing has {}",
+                c.cpu,
+                c.listing.len()
+            ));
         }
     }
     Ok(())
@@ -902,6 +965,74 @@ fn tables(report: &Report) -> String {
     s
 }
 
+/// The instructions of one 4-byte call, and why the fixed-cost and
+/// per-line goals are out of reach.
+fn listing_section(report: &Report) -> String {
+    let mut s = String::new();
+    let Some(c) = report.cpus.first() else {
+        return s;
+    };
+    let mnemonic = |t: &String| t.split_whitespace().next().unwrap_or("").to_string();
+    let required = c
+        .listing
+        .iter()
+        .filter(|t| matches!(mnemonic(t).as_str(), "dc" | "ic" | "dsb" | "isb" | "ret"))
+        .count();
+    let _ = writeln!(
+        s,
+        "\n## Inside one 4-byte call\n\n\
+         Every instruction one aligned 4-byte `clear_cache` call executed under\n\
+         `-cpu {}`, in order, as QEMU disassembled it (the blocks QEMU attributes to\n\
+         the wrapper `ours`; `cargo xtask bench` fails if their number differs from\n\
+         the calibrated count above). {} of the {} are the maintenance itself and\n\
+         the `ret`.\n\n```text\n{}\n```\n",
+        c.cpu,
+        required,
+        c.listing.len(),
+        c.listing.join("\n")
+    );
+    s.push_str(
+        "Where the rest goes, and why the goal of 16 is out of reach without giving\n\
+         up something the library promises:\n\n\
+         - **Range checks** (`cbz`, `adds`, `b.hs`, then `sub` for the last byte):\n  \
+           a zero length must touch nothing and a wrapping range must be refused\n  \
+           (the bad-input contract). The carry of the one `adds` is the wrap test.\n\
+         - **CTR_EL0 and the running minimum** (`mrs`, the address of the static\n  \
+           through the GOT, its load, `cmp`, `b.ne`): line sizes are read on every\n  \
+           call and compared with the smallest seen so far, so that a big.LITTLE\n  \
+           system with mismatched lines is never stepped with the big core's size.\n\
+         - **IDC and DIC** (two `tbnz`): skipping a whole half of the maintenance\n  \
+           where the core allows it saves far more on real hardware than they cost.\n\
+         - **Per loop**: the line size decoded from its CTR_EL0 field, the mask, the\n  \
+           first and last line, and per line an `add`, a `cmp` and a `b.ne`. The\n  \
+           loops stay general (any line size, any length, up to the top of the\n  \
+           address space for bare-metal EL1 code) and plain.\n\n\
+         Everything that can call a function (a first call on a core, a wrapping\n\
+         range, an error) is behind one branch to one out-of-line function, so the\n\
+         call above has no stack frame. The parts listed above that do not depend\n\
+         on the range come to 17 before a single line address is computed (3 range\n\
+         checks, 6 for CTR_EL0 and the minimum, 2 flag tests, 5 maintenance\n\
+         operations, the `ret`), so 16 cannot be reached even by a special case for\n\
+         ranges inside one line; giving up the running minimum or the bad-input\n\
+         checks to get there would trade the library's guarantees for a few adds\n\
+         next to a `dc`, an `ic` and three barriers. The best peer (`clear-cache` 0.1.3) reads\n\
+         CTR_EL0 once per call too but has no length or wrap check and no running\n\
+         minimum.\n\n\
+         Per line, 3 instructions (1.5x the minimum of one `dc` and one `ic`) is below\n\
+         what any loop can reach with exactly two `dsb`s: every `dc` must finish\n\
+         before the first `ic` starts, so the two loops cannot share an address\n\
+         register; `dc cvau` and `ic ivau` take a bare register, with no offset or\n\
+         write-back form; and an instruction that computes an address writes one\n\
+         register (the loads with write-back that write two would read the code,\n\
+         and fault on execute-only mappings).\n\
+         So each of the two operations per line needs its own address computation,\n\
+         4 instructions per line before any loop control (2.0x), whatever the\n\
+         unrolling. An unrolled loop measured at 6 per line in an earlier version\n\
+         cost 21 more instructions on every call; the plain loop was kept.\n",
+    );
+    s
+}
+
 struct Goal {
     text: String,
     met: bool,
@@ -1105,6 +1236,7 @@ fn markdown(report: &Report) -> String {
         );
         s.push_str(&single_table(c));
     }
+    s.push_str(&listing_section(report));
     s.push_str(
         "\n## Patching separate 8-byte sites\n\n\
          The sites are 256 bytes apart, so each one is its own line on both models.\n\
@@ -1153,7 +1285,14 @@ fn markdown(report: &Report) -> String {
                      on an x86-64 release build of `icache-bench host`: `ours_host` (one `clear_cache`\n\
                      of 64 bytes and one `pipeline_flush_mt`, errors returned with `?`) executes\n\
                      **{} instructions**; `empty_host`, the same signature returning `Ok(())`,\n\
-                     executes {}. The difference, {}, is what the two calls cost on this host.",
+                     executes {}. The difference, {}, is what the two calls cost on this host.\n\n\
+                     Nothing of it is cache maintenance: x86 needs none, and `pipeline_flush_mt`\n\
+                     compiles to nothing. It is the refusal of a range that wraps past the end of\n\
+                     the address space, which the library promises on every target (`InvalidInput`,\n\
+                     not a silent `Ok`): one `add` whose carry is tested by one branch, plus the\n\
+                     `mov` that keeps `ptr` intact. That promise and the goal of zero instructions\n\
+                     cannot both hold; the library keeps the promise, because a JIT developed on\n\
+                     x86 should see the same error it would get on AArch64.",
                     h.arch,
                     h.ours,
                     h.empty,

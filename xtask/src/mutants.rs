@@ -31,11 +31,11 @@ pub struct Mutant {
 }
 
 const DC: &str =
-    r#"unsafe { asm!("dc cvau, {}", in(reg) line, options(nostack, preserves_flags)) }"#;
+    r#"unsafe { asm!("dc cvau, {}", in(reg) line, options(nomem, nostack, preserves_flags)) }"#;
 const IC: &str =
-    r#"unsafe { asm!("ic ivau, {}", in(reg) line, options(nostack, preserves_flags)) }"#;
-const DSB: &str = r#"unsafe { asm!("dsb ish", options(nostack, preserves_flags)) };"#;
-const ISB: &str = r#"unsafe { asm!("isb", options(nostack, preserves_flags)) };"#;
+    r#"unsafe { asm!("ic ivau, {}", in(reg) line, options(nomem, nostack, preserves_flags)) }"#;
+const DSB: &str = r#"unsafe { asm!("dsb ish", options(nomem, nostack, preserves_flags)) };"#;
+const ISB: &str = r#"unsafe { asm!("isb", options(nomem, nostack, preserves_flags)) };"#;
 
 pub const MUTANTS: &[Mutant] = &[
     Mutant {

@@ -15,6 +15,19 @@
 //! /// It touches no memory outside the cache lines overlapping the range.
 //! unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error>;
 //!
+//! /// The fast path, inlined into every caller of `clear_cache`.
+//! /// Precondition: as for `clear_cache`, with `last = start + len - 1`.
+//! /// Either makes the range coherent exactly as `clear_cache` would and
+//! /// returns `true`, or touches nothing and returns `false`, and `lib.rs`
+//! /// then calls `clear_cache` out of line. It never fails and never calls
+//! /// a function (a call would cost every caller a stack frame): anything
+//! /// that might, such as a system call or a first-time setup, returns
+//! /// `false`. Backends that are one OS call per range always return `false`.
+//! unsafe fn clear_cache_fast(start: usize, last: usize) -> bool;
+//! /// True if `clear_cache_fast` never looks at its range: `lib.rs` then
+//! /// skips computing it and only refuses wrapping ranges.
+//! const FAST_PATH_IGNORES_RANGE: bool;
+//!
 //! /// Guarantee on `Ok`: every thread of the process has passed a
 //! /// context-synchronization event ordered after all `clear_cache` calls
 //! /// that happened before this call. Where the platform cannot give that,
@@ -60,6 +73,14 @@ use crate::error::Error;
 #[allow(unused_macros)]
 macro_rules! os_call_per_range {
     () => {
+        pub(crate) const FAST_PATH_IGNORES_RANGE: bool = false;
+
+        /// No fast path: the OS call is the mechanism, and it can fail.
+        #[inline(always)]
+        pub(crate) unsafe fn clear_cache_fast(_start: usize, _last: usize) -> bool {
+            false
+        }
+
         pub(crate) unsafe fn clear_cache_ranges(ranges: &[(usize, usize)]) -> Result<(), Error> {
             for &(start, len) in ranges {
                 // SAFETY: forwarded from the caller.
@@ -85,6 +106,16 @@ macro_rules! os_call_per_range {
 #[allow(unused_macros)]
 macro_rules! whole_address_space_per_call {
     () => {
+        pub(crate) const FAST_PATH_IGNORES_RANGE: bool = true;
+
+        /// The whole call, inline: every backend using this macro has an
+        /// infallible `clear_cache` that is one instruction or nothing.
+        #[inline(always)]
+        pub(crate) unsafe fn clear_cache_fast(_start: usize, _last: usize) -> bool {
+            // SAFETY: the range is not looked at.
+            unsafe { clear_cache(0, 0) }.is_ok()
+        }
+
         pub(crate) unsafe fn clear_cache_ranges(_ranges: &[(usize, usize)]) -> Result<(), Error> {
             // SAFETY: the range is not looked at.
             unsafe { clear_cache(0, 0) }
@@ -211,10 +242,19 @@ pub(crate) fn errno() -> i32 {
 }
 
 /// Run the backend, after `lib.rs` validated the range.
-#[inline(always)]
+#[inline]
 pub(crate) unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> {
     // SAFETY: forwarded from the caller.
     unsafe { imp::clear_cache(start, len) }
+}
+
+pub(crate) use imp::FAST_PATH_IGNORES_RANGE;
+
+/// The backend's fast path, after `lib.rs` validated the range.
+#[inline(always)]
+pub(crate) unsafe fn clear_cache_fast(start: usize, last: usize) -> bool {
+    // SAFETY: forwarded from the caller.
+    unsafe { imp::clear_cache_fast(start, last) }
 }
 
 /// A batch, after `lib.rs` validated and dropped empty ranges.

@@ -76,6 +76,13 @@ impl RunningMin {
         RunningMin(core::sync::atomic::AtomicU64::new(0))
     }
 
+    /// Whether `raw` is the minimum already, so that it can be used as it
+    /// is: true on every call of a homogeneous system after the first.
+    #[inline(always)]
+    pub(crate) fn is_current(&self, raw: u64) -> bool {
+        self.0.load(core::sync::atomic::Ordering::Relaxed) == raw
+    }
+
     /// Folds `raw` into the minimum and returns the value to use now.
     #[inline(always)]
     pub(crate) fn update(&self, raw: u64) -> CtrEl0 {
@@ -178,6 +185,24 @@ mod tests {
         assert_eq!((c.iline(), c.dline()), (32, 32));
         let c = min.update(0x8444_c004);
         assert_eq!((c.iline(), c.dline()), (32, 32));
+    }
+
+    #[test]
+    fn only_the_folded_minimum_itself_takes_the_fast_path() {
+        let min = RunningMin::new();
+        // Nothing folded yet: every value, even a real one, needs the fold.
+        assert!(!min.is_current(0x8444_c004));
+        min.update(0x8444_c004);
+        assert!(min.is_current(0x8444_c004));
+        // A core with smaller lines is not current until folded in; then
+        // the big core is not current any more either (its lines are too
+        // big to use as they are), so it takes the slow path, which keeps
+        // the folded minimum.
+        assert!(!min.is_current(0x8003_8003));
+        min.update(0x8003_8003);
+        assert!(min.is_current(0x8003_8003));
+        assert!(!min.is_current(0x8444_c004));
+        assert_eq!(min.update(0x8444_c004).iline(), 32);
     }
 
     #[test]

@@ -196,16 +196,77 @@ use core::ffi::c_void;
 #[inline]
 pub unsafe fn clear_cache(ptr: *const c_void, len: usize) -> std::io::Result<()> {
     // SAFETY: forwarded from the caller.
-    unsafe { clear_cache_core(ptr, len) }.map_err(into_io)
+    if unsafe { clear_cache_fast(ptr as usize, len) } {
+        return Ok(());
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { clear_cache_slow(ptr, len) }
 }
 
-/// Boxing an `io::Error` is the slow path of every call: kept out of line so
-/// that the fast path stays a leaf without a stack frame.
+/// The part of every `clear_cache` call that is inlined into the caller:
+/// the wrapping check and the backend's fast path. It either
+/// finishes the call (`true`) or touches nothing (`false`), in which case
+/// the out-of-line slow path runs the whole call again with every check.
+///
+/// The split exists for the fixed cost of a call (BENCHMARKS.md). Every
+/// slow case (a wrapping range, an error to box, a backend that makes a
+/// system call, AArch64's first call on a core with a new CTR_EL0 value)
+/// is a call, and a call needs a stack frame. Kept behind one branch to one
+/// cold function, the frame is built only there, and the common case is a
+/// leaf: on AArch64 the maintenance instructions and a handful of others.
+///
+/// # Safety
+///
+/// As for [`clear_cache`].
+#[inline(always)]
+unsafe fn clear_cache_fast(start: usize, len: usize) -> bool {
+    if backends::FAST_PATH_IGNORES_RANGE {
+        // Nothing here looks at the range (x86, s390x: nothing to do at
+        // all), so only the refusal of a wrapping range is left.
+        // SAFETY: the range is not looked at.
+        return !lines::wraps(start, len) && unsafe { backends::clear_cache_fast(0, 0) };
+    }
+    // An empty range takes the slow path too: it is rare, and a second early
+    // return here would share its exit with the slow path's and pull the
+    // slow path's stack frame into every call.
+    if len == 0 {
+        return false;
+    }
+    match lines::last_byte_of_nonempty(start, len) {
+        // SAFETY: non-empty, not wrapping; mapped by the caller's contract.
+        Some(last) => unsafe { backends::clear_cache_fast(start, last) },
+        None => false,
+    }
+}
+
+/// The out-of-line rest of [`clear_cache`].
+///
+/// # Safety
+///
+/// As for [`clear_cache`].
 #[cfg(feature = "std")]
 #[cold]
 #[inline(never)]
-fn into_io(e: Error) -> std::io::Error {
-    e.into()
+unsafe fn clear_cache_slow(ptr: *const c_void, len: usize) -> std::io::Result<()> {
+    // SAFETY: forwarded from the caller.
+    unsafe { clear_cache_core_slow(ptr, len) }.map_err(Into::into)
+}
+
+/// The out-of-line rest of [`clear_cache_core`]: every check again, then
+/// the backend's full `clear_cache`.
+///
+/// # Safety
+///
+/// As for [`clear_cache`].
+#[cold]
+#[inline(never)]
+unsafe fn clear_cache_core_slow(ptr: *const c_void, len: usize) -> Result<(), Error> {
+    let start = ptr as usize;
+    match lines::last_byte(start, len)? {
+        None => Ok(()),
+        // SAFETY: non-empty, not wrapping; mapped by the caller's contract.
+        Some(_) => unsafe { backends::clear_cache(start, len) },
+    }
 }
 
 /// [`clear_cache`] with the crate's own [`Error`], for `no_std` users.
@@ -215,12 +276,12 @@ fn into_io(e: Error) -> std::io::Error {
 /// As for [`clear_cache`].
 #[inline(always)]
 pub unsafe fn clear_cache_core(ptr: *const c_void, len: usize) -> Result<(), Error> {
-    let start = ptr as usize;
-    match lines::last_byte(start, len)? {
-        None => Ok(()),
-        // SAFETY: non-empty, not wrapping; mapped by the caller's contract.
-        Some(_) => unsafe { backends::clear_cache(start, len) },
+    // SAFETY: forwarded from the caller.
+    if unsafe { clear_cache_fast(ptr as usize, len) } {
+        return Ok(());
     }
+    // SAFETY: forwarded from the caller.
+    unsafe { clear_cache_core_slow(ptr, len) }
 }
 
 /// Makes every thread of the process pass a context-synchronization event.

@@ -24,6 +24,37 @@ pub(crate) fn last_byte(start: usize, len: usize) -> Result<Option<usize>, Error
     }
 }
 
+/// The last byte of a non-empty range `[start, start + len)`, or `None` if
+/// the range wraps past the end of the address space: the check of
+/// [`last_byte`] in the form the fast path of every call uses.
+///
+/// One add (whose flags are the check, see [`wraps`]) and one subtract
+/// give both the refusal and the last byte the line loops need anyway.
+#[inline(always)]
+pub(crate) fn last_byte_of_nonempty(start: usize, len: usize) -> Option<usize> {
+    debug_assert!(len != 0);
+    if wraps(start, len) {
+        None
+    } else {
+        Some(start.wrapping_add(len).wrapping_sub(1))
+    }
+}
+
+/// Whether `[start, start + len)` wraps past the end of the address space,
+/// for any `len` (0 never wraps): [`last_byte`]'s refusal, for backends
+/// that never look at the range. The sum may carry out of the word only
+/// when it lands exactly on 0 (a range ending at the top of the address
+/// space).
+///
+/// Written so that LLVM keeps the common case to one add and one branch on
+/// its carry (x86-64: `add`, `jb`; AArch64: `adds`, `b.hs`) and tests for 0
+/// only after a carry; `overflowing_add(len)` with `carried && end != 0`
+/// compiles to five instructions without a branch on x86-64.
+#[inline(always)]
+pub(crate) fn wraps(start: usize, len: usize) -> bool {
+    start.checked_add(len).is_none() && start.wrapping_add(len) != 0
+}
+
 /// The lines of `size` bytes (a power of two) that overlap `[start, last]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Lines {
@@ -204,6 +235,36 @@ mod tests {
                 "case {case}: start {start:#x}, len {len}, line {size}"
             );
         }
+    }
+
+    #[test]
+    fn the_fast_check_agrees_with_last_byte_on_every_boundary() {
+        let edges = |x: usize| {
+            [0usize, 1, 2, 63, 64, 65, 4096]
+                .into_iter()
+                .flat_map(move |d| [x.wrapping_add(d), x.wrapping_sub(d)])
+        };
+        let mut cases = 0;
+        for start in edges(0).chain(edges(usize::MAX)).chain(edges(1 << 63)) {
+            assert!(!wraps(start, 0));
+            for len in edges(0)
+                .chain(edges(usize::MAX))
+                .chain(edges(1 << 63))
+                .chain(edges(start.wrapping_neg()))
+            {
+                if len == 0 {
+                    continue;
+                }
+                cases += 1;
+                assert_eq!(wraps(start, len), last_byte(start, len).is_err());
+                assert_eq!(
+                    last_byte_of_nonempty(start, len),
+                    last_byte(start, len).ok().flatten(),
+                    "start {start:#x}, len {len:#x}"
+                );
+            }
+        }
+        assert!(cases > 1000, "only {cases} cases");
     }
 
     #[test]

@@ -28,6 +28,7 @@
 //! sequence; mprotect is never a substitute.
 
 use core::arch::asm;
+use core::sync::atomic::{compiler_fence, Ordering::SeqCst};
 
 use crate::ctr_el0::{CtrEl0, RunningMin};
 use crate::error::Error;
@@ -38,22 +39,59 @@ pub(crate) const MECHANISM: &str = "dc cvau / dsb ish / ic ivau / dsb ish / isb 
 
 static CTR_MIN: RunningMin = RunningMin::new();
 
+/// This core's CTR_EL0.
 #[inline(always)]
-fn ctr_el0() -> CtrEl0 {
+fn read_ctr_el0() -> u64 {
     let raw: u64;
     // SAFETY: reading CTR_EL0 at EL0 is allowed on these OSes (SCTLR_EL1.UCT);
     // on Linux with mismatched caches the kernel traps and emulates it.
     unsafe { asm!("mrs {}, ctr_el0", out(reg) raw, options(nomem, nostack, preserves_flags)) };
-    CTR_MIN.update(raw)
+    raw
+}
+
+/// The line sizes and flags to use now, folded into the running minimum.
+#[inline(always)]
+fn ctr_el0() -> CtrEl0 {
+    CTR_MIN.update(read_ctr_el0())
+}
+
+pub(crate) const FAST_PATH_IGNORES_RANGE: bool = false;
+
+/// The contract of `backends`: `[start, last]` is non-empty, does not wrap,
+/// and is mapped. The common case, every call on a core whose CTR_EL0 equals
+/// the running minimum, is one `mrs`, one load and one compare before the
+/// maintenance itself; a core with a value not folded in yet (every first
+/// call, and a big.LITTLE core with other line sizes) goes to the out-of-line
+/// `clear_cache`, whose fold is a compare-and-swap loop. On a system whose
+/// cores report different values (only old kernels let them differ, see
+/// [`crate::ctr_el0::RunningMin`]), the cores with the bigger lines keep
+/// taking that path: a call and a merge, but no atomic write.
+#[inline(always)]
+pub(crate) unsafe fn clear_cache_fast(start: usize, last: usize) -> bool {
+    let raw = read_ctr_el0();
+    if !CTR_MIN.is_current(raw) {
+        return false;
+    }
+    let range = core::iter::once((start, last));
+    // SAFETY: forwarded from the caller.
+    unsafe { sequence(CtrEl0(raw), range.clone(), range) };
+    true
+}
+
+/// `[start, start + len)` as `(start, last)`; non-empty and not wrapping by
+/// the contract of `backends`.
+#[inline(always)]
+fn span((start, len): (usize, usize)) -> (usize, usize) {
+    (start, start + (len - 1))
 }
 
 /// The contract of `backends`: `[start, start + len)` is non-empty, does not
 /// wrap, and is mapped.
-#[inline(always)]
+#[inline]
 pub(crate) unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> {
-    let range = core::iter::once((start, len));
+    let range = core::iter::once(span((start, len)));
     // SAFETY: forwarded from the caller.
-    unsafe { sequence(range.clone(), range) };
+    unsafe { sequence(ctr_el0(), range.clone(), range) };
     Ok(())
 }
 
@@ -65,54 +103,69 @@ pub(crate) unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> 
 /// address that will be fetched.
 #[inline]
 pub(crate) unsafe fn clear_cache_dual(write: usize, exec: usize, len: usize) -> Result<(), Error> {
+    let (clean, invalidate) = (span((write, len)), span((exec, len)));
     // SAFETY: forwarded from the caller.
-    unsafe { sequence(core::iter::once((write, len)), core::iter::once((exec, len))) };
+    unsafe { sequence(ctr_el0(), core::iter::once(clean), core::iter::once(invalidate)) };
     Ok(())
 }
 
 /// A batch: every clean, one `dsb ish`, every invalidate, one `dsb ish`,
 /// one `isb`, instead of the full sequence per range.
 pub(crate) unsafe fn clear_cache_ranges(ranges: &[(usize, usize)]) -> Result<(), Error> {
-    let all = ranges.iter().copied();
+    let all = ranges.iter().copied().map(span);
     // SAFETY: forwarded from the caller.
-    unsafe { sequence(all.clone(), all) };
+    unsafe { sequence(ctr_el0(), all.clone(), all) };
     Ok(())
 }
 
 /// The maintenance sequence over any set of non-empty, non-wrapping, mapped
-/// ranges: the cleans of `clean`, `dsb ish`, the invalidations of
-/// `invalidate`, `dsb ish`, `isb`. CTR_EL0 is read once, so every range of
-/// one call uses the same line sizes.
+/// ranges, each given as `(start, last)`: the cleans of `clean`, `dsb ish`,
+/// the invalidations of `invalidate`, `dsb ish`, `isb`, with the line sizes
+/// and IDC/DIC of one CTR_EL0 value for every range.
+///
+/// Ordering against the caller's code. The stores that wrote the code must
+/// be emitted before the first `dc cvau`, and nothing the caller does
+/// afterwards (publishing an entry point, say) may be moved before the
+/// `isb`. The two `compiler_fence`s give exactly that: no memory access
+/// crosses them, and rustc lowers every non-`pure` asm block here to
+/// `asm sideeffect` with `memory(inaccessiblemem: readwrite)`, which LLVM
+/// never moves across a fence either, nor past another such block. So
+/// the asm blocks themselves can be `nomem`. That matters for the fixed
+/// cost: LLVM's shrink-wrapping treats an asm block that may touch memory as
+/// a possible access to the caller's stack frame, which then has to be
+/// built on entry, before the fast path, in every caller whose own slow
+/// path takes the address of a local (dropping or formatting the error
+/// does): five more instructions per call.
 #[inline(always)]
 unsafe fn sequence(
+    ctr: CtrEl0,
     clean: impl Iterator<Item = (usize, usize)>,
     invalidate: impl Iterator<Item = (usize, usize)>,
 ) {
-    let ctr = ctr_el0();
-    // The asm blocks below have no `nomem`: the compiler must treat them as
-    // reading memory, so it cannot sink the caller's code stores past them.
+    compiler_fence(SeqCst);
     if !ctr.idc() {
-        for (start, len) in clean {
-            Lines::covering(start, start + (len - 1), ctr.dline()).for_each(|line| {
+        for (start, last) in clean {
+            Lines::covering(start, last, ctr.dline()).for_each(|line| {
                 // SAFETY: `line` overlaps the caller's mapped range.
-                unsafe { asm!("dc cvau, {}", in(reg) line, options(nostack, preserves_flags)) }
+                unsafe { asm!("dc cvau, {}", in(reg) line, options(nomem, nostack, preserves_flags)) }
             });
         }
     }
     // SAFETY: barriers have no memory-safety preconditions.
-    unsafe { asm!("dsb ish", options(nostack, preserves_flags)) };
+    unsafe { asm!("dsb ish", options(nomem, nostack, preserves_flags)) };
     if !ctr.dic() {
-        for (start, len) in invalidate {
-            Lines::covering(start, start + (len - 1), ctr.iline()).for_each(|line| {
+        for (start, last) in invalidate {
+            Lines::covering(start, last, ctr.iline()).for_each(|line| {
                 // SAFETY: `line` overlaps the caller's mapped range.
-                unsafe { asm!("ic ivau, {}", in(reg) line, options(nostack, preserves_flags)) }
+                unsafe { asm!("ic ivau, {}", in(reg) line, options(nomem, nostack, preserves_flags)) }
             });
         }
         // SAFETY: as above.
-        unsafe { asm!("dsb ish", options(nostack, preserves_flags)) };
+        unsafe { asm!("dsb ish", options(nomem, nostack, preserves_flags)) };
     }
     // SAFETY: as above.
-    unsafe { asm!("isb", options(nostack, preserves_flags)) };
+    unsafe { asm!("isb", options(nomem, nostack, preserves_flags)) };
+    compiler_fence(SeqCst);
 }
 
 /// Cross-modifying code needs the same broadcast context synchronization

@@ -80,6 +80,14 @@ fn geometry() -> Geometry {
     }
 }
 
+pub(crate) const FAST_PATH_IGNORES_RANGE: bool = false;
+
+/// No fast path: the first call reads the block sizes with `getauxval`, a call, and a fast path that may call would cost every caller a stack frame.
+#[inline(always)]
+pub(crate) unsafe fn clear_cache_fast(_start: usize, _last: usize) -> bool {
+    false
+}
+
 #[inline]
 pub(crate) unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> {
     let range = core::iter::once((start, len));
