@@ -1010,24 +1010,29 @@ fn listing_section(report: &Report) -> String {
          Everything that can call a function (a first call on a core, a wrapping\n\
          range, an error) is behind one branch to one out-of-line function, so the\n\
          call above has no stack frame. The parts listed above that do not depend\n\
-         on the range come to 17 before a single line address is computed (3 range\n\
-         checks, 6 for CTR_EL0 and the minimum, 2 flag tests, 5 maintenance\n\
-         operations, the `ret`), so 16 cannot be reached even by a special case for\n\
-         ranges inside one line; giving up the running minimum or the bad-input\n\
-         checks to get there would trade the library's guarantees for a few adds\n\
-         next to a `dc`, an `ic` and three barriers. The best peer (`clear-cache` 0.1.3) reads\n\
-         CTR_EL0 once per call too but has no length or wrap check and no running\n\
+         on the range come to 17 (3 range checks, 6 for CTR_EL0 and the minimum, of\n\
+         which one loads the static's address from the GOT, 2 flag tests, 5\n\
+         maintenance operations, the `ret`) before a single line address is\n\
+         computed, and a line address needs the line size, decoded from CTR_EL0,\n\
+         first. So 16 cannot be reached even by a special case for ranges inside\n\
+         one line. Giving up the running minimum or the bad-input checks to get\n\
+         there would trade the library's guarantees for a few adds next to a `dc`,\n\
+         an `ic` and three barriers. The best peer (`clear-cache` 0.1.3) reads\n\
+         CTR_EL0 on every call too but has no length or wrap check and no running\n\
          minimum.\n\n\
-         Per line, 3 instructions (1.5x the minimum of one `dc` and one `ic`) is below\n\
-         what any loop can reach with exactly two `dsb`s: every `dc` must finish\n\
-         before the first `ic` starts, so the two loops cannot share an address\n\
-         register; `dc cvau` and `ic ivau` take a bare register, with no offset or\n\
-         write-back form; and an instruction that computes an address writes one\n\
-         register (the loads with write-back that write two would read the code,\n\
-         and fault on execute-only mappings).\n\
-         So each of the two operations per line needs its own address computation,\n\
-         4 instructions per line before any loop control (2.0x), whatever the\n\
-         unrolling. An unrolled loop measured at 6 per line in an earlier version\n\
+         Per line, 3 instructions (1.5x the minimum of one `dc` and one `ic`) is out\n\
+         of reach for any loop with exactly two `dsb`s. Every `dc` must be complete\n\
+         before the first `ic` starts, so an address computed for a clean can serve\n\
+         the invalidation of the same line only if it stays in a register until\n\
+         then: possible, fully unrolled, for the two dozen lines that fit in the\n\
+         free registers, not for the 64 lines of 4 KiB at 64 B. `dc cvau` and\n\
+         `ic ivau` take a bare register, with no offset or write-back form, and an\n\
+         instruction that computes an address writes one register (the loads with\n\
+         write-back that write two would read the code, and fault on execute-only\n\
+         mappings). So each of the two operations per line needs its own address\n\
+         computation: 4 instructions per line before any loop control (2.0x),\n\
+         whatever the unrolling. An unrolled loop measured at 6 per line in an\n\
+         earlier version\n\
          cost 21 more instructions on every call; the plain loop was kept.\n",
     );
     s
