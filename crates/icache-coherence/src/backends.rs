@@ -66,6 +66,34 @@
 
 use crate::error::Error;
 
+/// For backends without a fast path (see the contract above): every call
+/// goes out of line to `clear_cache`. The invocation says why.
+#[allow(unused_macros)]
+macro_rules! no_fast_path {
+    () => {
+        pub(crate) const FAST_PATH_IGNORES_RANGE: bool = false;
+
+        /// No fast path: `lib.rs` calls `clear_cache` out of line.
+        #[inline(always)]
+        pub(crate) unsafe fn clear_cache_fast(_start: usize, _last: usize) -> bool {
+            false
+        }
+    };
+}
+
+/// For Linux backends whose `pipeline_flush_mt` is membarrier SYNC_CORE and
+/// whose cross-modifying code needs the same broadcast synchronization.
+#[allow(unused_macros)]
+macro_rules! linux_membarrier_flushes {
+    () => {
+        #[cfg(feature = "std")]
+        pub(crate) use super::linux_membarrier::pipeline_flush_mt;
+        #[cfg(feature = "std")]
+        pub(crate) use super::linux_membarrier::pipeline_flush_mt as cross_modify_flush_mt;
+        pub(crate) const PIPELINE_MECHANISM: &str = super::MEMBARRIER_SYNC_CORE;
+    };
+}
+
 /// For backends whose mechanism is one complete OS call per range: a batch
 /// is each range in turn (the OS offers no separate barrier step to share),
 /// and double-mapped code is flushed through the executable address, which
@@ -73,13 +101,8 @@ use crate::error::Error;
 #[allow(unused_macros)]
 macro_rules! os_call_per_range {
     () => {
-        pub(crate) const FAST_PATH_IGNORES_RANGE: bool = false;
-
-        /// No fast path: the OS call is the mechanism, and it can fail.
-        #[inline(always)]
-        pub(crate) unsafe fn clear_cache_fast(_start: usize, _last: usize) -> bool {
-            false
-        }
+        // The OS call is the mechanism, and it can fail.
+        no_fast_path!();
 
         pub(crate) unsafe fn clear_cache_ranges(ranges: &[(usize, usize)]) -> Result<(), Error> {
             for &(start, len) in ranges {

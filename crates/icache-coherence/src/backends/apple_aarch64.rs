@@ -20,13 +20,9 @@ extern "C" {
     fn sys_icache_invalidate(start: *mut c_void, len: usize);
 }
 
-pub(crate) const FAST_PATH_IGNORES_RANGE: bool = false;
-
-/// No fast path: `sys_icache_invalidate` is a call into libSystem, so the fast path would cost every caller a stack frame.
-#[inline(always)]
-pub(crate) unsafe fn clear_cache_fast(_start: usize, _last: usize) -> bool {
-    false
-}
+// No fast path: `sys_icache_invalidate` is a call into libSystem, and a
+// fast path that calls would cost every caller a stack frame.
+no_fast_path!();
 
 #[inline]
 pub(crate) unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> {

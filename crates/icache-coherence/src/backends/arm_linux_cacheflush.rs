@@ -42,17 +42,9 @@ pub(crate) unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> 
     }
 }
 
-#[cfg(feature = "std")]
-pub(crate) use super::linux_membarrier::pipeline_flush_mt;
-pub(crate) const PIPELINE_MECHANISM: &str = super::MEMBARRIER_SYNC_CORE;
+linux_membarrier_flushes!();
 
 os_call_per_range!();
-
-/// Cross-modifying code needs the same broadcast synchronization.
-#[cfg(feature = "std")]
-pub(crate) fn cross_modify_flush_mt() -> Result<(), Error> {
-    pipeline_flush_mt()
-}
 
 pub(crate) fn cache_info() -> CacheInfo {
     CacheInfo::without_lines(MECHANISM, PIPELINE_MECHANISM, true, true)

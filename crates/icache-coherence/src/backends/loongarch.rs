@@ -25,15 +25,7 @@ pub(crate) unsafe fn clear_cache(_start: usize, _len: usize) -> Result<(), Error
 
 whole_address_space_per_call!();
 
-/// Cross-modifying code needs the same broadcast synchronization.
-#[cfg(feature = "std")]
-pub(crate) fn cross_modify_flush_mt() -> Result<(), Error> {
-    pipeline_flush_mt()
-}
-
-#[cfg(feature = "std")]
-pub(crate) use super::linux_membarrier::pipeline_flush_mt;
-pub(crate) const PIPELINE_MECHANISM: &str = super::MEMBARRIER_SYNC_CORE;
+linux_membarrier_flushes!();
 
 pub(crate) fn cache_info() -> CacheInfo {
     CacheInfo::without_lines(MECHANISM, PIPELINE_MECHANISM, false, true)

@@ -80,13 +80,9 @@ fn geometry() -> Geometry {
     }
 }
 
-pub(crate) const FAST_PATH_IGNORES_RANGE: bool = false;
-
-/// No fast path: the first call reads the block sizes with `getauxval`, a call, and a fast path that may call would cost every caller a stack frame.
-#[inline(always)]
-pub(crate) unsafe fn clear_cache_fast(_start: usize, _last: usize) -> bool {
-    false
-}
+// No fast path: the first call reads the block sizes with `getauxval`, a
+// call, and a fast path that may call would cost every caller a stack frame.
+no_fast_path!();
 
 #[inline]
 pub(crate) unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> {
@@ -149,15 +145,7 @@ unsafe fn sequence(
     unsafe { asm!("sync", "isync", options(nostack, preserves_flags)) };
 }
 
-/// Cross-modifying code needs the same broadcast synchronization.
-#[cfg(feature = "std")]
-pub(crate) fn cross_modify_flush_mt() -> Result<(), Error> {
-    pipeline_flush_mt()
-}
-
-#[cfg(feature = "std")]
-pub(crate) use super::linux_membarrier::pipeline_flush_mt;
-pub(crate) const PIPELINE_MECHANISM: &str = super::MEMBARRIER_SYNC_CORE;
+linux_membarrier_flushes!();
 
 pub(crate) fn cache_info() -> CacheInfo {
     let g = geometry();

@@ -44,13 +44,8 @@ const PR_RISCV_SCOPE_PER_PROCESS: libc::c_ulong = 0;
 /// user-space `fence.i`, and `pipeline_flush_mt` a membarrier SYNC_CORE.
 static USER_FENCE_I: AtomicBool = AtomicBool::new(false);
 
-pub(crate) const FAST_PATH_IGNORES_RANGE: bool = false;
-
-/// No fast path: the mechanism is a system call, which can fail.
-#[inline(always)]
-pub(crate) unsafe fn clear_cache_fast(_start: usize, _last: usize) -> bool {
-    false
-}
+// No fast path: the mechanism is a system call, which can fail.
+no_fast_path!();
 
 pub(crate) unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> {
     if USER_FENCE_I.load(Relaxed) {
