@@ -18,15 +18,15 @@ pub(crate) fn last_byte(start: usize, len: usize) -> Result<Option<usize>, Error
     if len == 0 {
         return Ok(None);
     }
-    match start.checked_add(len - 1) {
+    match last_byte_of_nonempty(start, len) {
         Some(last) => Ok(Some(last)),
         None => Err(Error::wrapping_range()),
     }
 }
 
 /// The last byte of a non-empty range `[start, start + len)`, or `None` if
-/// the range wraps past the end of the address space: the check of
-/// [`last_byte`] in the form the fast path of every call uses.
+/// the range wraps past the end of the address space: the check behind
+/// [`last_byte`], which the fast path of every call uses directly.
 ///
 /// One add (whose flags are the check, see [`wraps`]) and one subtract
 /// give both the refusal and the last byte the line loops need anyway.
@@ -121,7 +121,10 @@ mod tests {
     /// range, lines are visited once each in ascending order.
     fn check(start: usize, len: usize, size: usize) {
         let last = match last_byte(start, len) {
-            Ok(Some(last)) => last,
+            Ok(Some(last)) => {
+                assert_eq!(Some(last), start.checked_add(len - 1));
+                last
+            }
             Ok(None) => {
                 assert_eq!(len, 0);
                 return;
@@ -238,7 +241,7 @@ mod tests {
     }
 
     #[test]
-    fn the_fast_check_agrees_with_last_byte_on_every_boundary() {
+    fn the_carry_check_agrees_with_checked_arithmetic_on_every_boundary() {
         let edges = |x: usize| {
             [0usize, 1, 2, 63, 64, 65, 4096]
                 .into_iter()
@@ -259,12 +262,16 @@ mod tests {
                     continue;
                 }
                 cases += 1;
-                assert_eq!(wraps(start, len), last_byte(start, len).is_err());
+                // The reference: the last byte in checked arithmetic.
+                let reference = start.checked_add(len - 1);
+                assert_eq!(wraps(start, len), reference.is_none());
                 assert_eq!(
                     last_byte_of_nonempty(start, len),
-                    last_byte(start, len).ok().flatten(),
+                    reference,
                     "start {start:#x}, len {len:#x}"
                 );
+                assert_eq!(last_byte(start, len).ok().flatten(), reference);
+                assert_eq!(last_byte(start, len).is_err(), reference.is_none());
             }
         }
         assert!(cases > 1000, "only {cases} cases");
