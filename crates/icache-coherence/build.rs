@@ -1,7 +1,185 @@
-//! Passes the target triple to the crate, only so that an unsupported target
-//! fails to compile with its name in the message (see `src/backends.rs`).
+//! Chooses the backend and derives every other target condition from that
+//! one choice, so that no list of targets has to be kept in step with
+//! another by hand (the approach rustix takes with its `linux_kernel` alias).
+//!
+//! It emits, as `cfg`s the crate uses instead of raw `target_*` tests:
+//!
+//! | cfg | meaning |
+//! |---|---|
+//! | `icache_backend = "<file>"` | the backend module `src/backends/<file>.rs` |
+//! | `linux_kernel` | Linux or Android: the kernel's syscall ABI |
+//! | `icache_membarrier` | the `membarrier` SYNC_CORE flush is compiled in |
+//! | `icache_line_loops` | the backend steps through cache lines itself (`lines::Lines`) |
+//! | `icache_ctr_el0` | the backend reads CTR_EL0 (`ctr_el0.rs`) |
+//! | `icache_os_calls` | the backend or the flush makes OS calls that can fail with an OS code |
+//! | `icache_errno` | those calls report through `errno` |
+//! | `icache_std` | the `std` feature is on *and* the target has a `std` |
+//!
+//! A target with no row in [`choose`] gets no `icache_backend`, and
+//! `src/backends.rs` then stops the build with `compile_error!` naming the
+//! triple: there is no silent no-op fallback.
+use std::env;
+
+/// What the build script knows of the target, from cargo's `CARGO_CFG_*`.
+struct Target {
+    arch: String,
+    os: String,
+    vendor: String,
+    family: String,
+    miri: bool,
+}
+
+impl Target {
+    fn from_env() -> Target {
+        let var = |name: &str| env::var(name).unwrap_or_default();
+        Target {
+            arch: var("CARGO_CFG_TARGET_ARCH"),
+            os: var("CARGO_CFG_TARGET_OS"),
+            vendor: var("CARGO_CFG_TARGET_VENDOR"),
+            family: var("CARGO_CFG_TARGET_FAMILY"),
+            // cargo-miri sets `cfg(miri)` for the build script's view of the
+            // target (it builds with `--cfg miri` and passes it as
+            // CARGO_CFG_MIRI).
+            miri: env::var_os("CARGO_CFG_MIRI").is_some(),
+        }
+    }
+
+    fn arch_in(&self, archs: &[&str]) -> bool {
+        archs.contains(&self.arch.as_str())
+    }
+
+    fn os_in(&self, oses: &[&str]) -> bool {
+        oses.contains(&self.os.as_str())
+    }
+
+    fn linux_kernel(&self) -> bool {
+        self.os_in(&["linux", "android"])
+    }
+}
+
+/// One backend: its file under `src/backends/`, and what it needs.
+struct Choice {
+    file: &'static str,
+    /// It steps through cache lines itself.
+    line_loops: bool,
+    /// It makes OS calls that can fail with an OS code.
+    os_calls: bool,
+    /// Those calls report through `errno`.
+    errno: bool,
+}
+
+/// What a backend's OS calls are, if any.
+#[derive(Clone, Copy, PartialEq)]
+enum Calls {
+    None,
+    /// Calls that report their own codes (Win32, Mach).
+    OwnCodes,
+    /// Calls that report through `errno`.
+    Errno,
+}
+
+const fn backend(file: &'static str, line_loops: bool, calls: Calls) -> Choice {
+    Choice {
+        file,
+        line_loops,
+        os_calls: !matches!(calls, Calls::None),
+        errno: matches!(calls, Calls::Errno),
+    }
+}
+
+/// The dispatch table, read top to bottom: the first matching row wins.
+/// Adding a platform is one row here, one line in `src/backends.rs` and one
+/// file in `src/backends/`.
+fn choose(t: &Target) -> Option<Choice> {
+    const RISCV: &[&str] = &["riscv64", "riscv32"];
+    const POWER: &[&str] = &["powerpc64", "powerpc"];
+    const MIPS: &[&str] = &["mips", "mips64", "mips32r6", "mips64r6"];
+    Some(if t.miri {
+        // No machine code runs under the interpreter.
+        backend("miri", false, Calls::None)
+    } else if t.family == "windows" || t.os == "windows" {
+        backend("windows", false, Calls::OwnCodes)
+    } else if t.vendor == "apple" && t.arch == "aarch64" {
+        backend("apple_aarch64", false, Calls::OwnCodes)
+    } else if t.arch == "aarch64"
+        && t.os_in(&["linux", "android", "freebsd", "netbsd", "openbsd", "none"])
+    {
+        backend("aarch64", true, Calls::None)
+    } else if t.arch == "arm" && t.linux_kernel() {
+        backend("arm_linux_cacheflush", false, Calls::Errno)
+    } else if t.arch == "arm" && t.os_in(&["freebsd", "netbsd"]) {
+        backend("arm_bsd_sysarch", false, Calls::Errno)
+    } else if t.arch_in(RISCV) && t.os == "none" {
+        backend("riscv_fence_i", false, Calls::None)
+    } else if t.arch_in(RISCV) && t.linux_kernel() {
+        backend("riscv_linux", false, Calls::Errno)
+    } else if t.arch_in(POWER) && t.linux_kernel() {
+        backend("powerpc", true, Calls::None)
+    } else if t.arch == "loongarch64" && t.linux_kernel() {
+        backend("loongarch", false, Calls::None)
+    } else if t.arch_in(MIPS) && t.linux_kernel() {
+        backend("mips_linux_cacheflush", false, Calls::Errno)
+    } else if t.arch_in(&["x86", "x86_64", "s390x"]) {
+        backend("coherent", false, Calls::None)
+    } else {
+        return None;
+    })
+}
+
 fn main() {
-    let target = std::env::var("TARGET").unwrap_or_else(|_| "unknown".into());
-    println!("cargo:rustc-env=ICACHE_COHERENCE_TARGET={target}");
     println!("cargo:rerun-if-changed=build.rs");
+    for name in [
+        "icache_backend",
+        "linux_kernel",
+        "icache_membarrier",
+        "icache_line_loops",
+        "icache_ctr_el0",
+        "icache_os_calls",
+        "icache_errno",
+        "icache_std",
+    ] {
+        if name == "icache_backend" {
+            println!("cargo:rustc-check-cfg=cfg(icache_backend, values(any()))");
+        } else {
+            println!("cargo:rustc-check-cfg=cfg({name})");
+        }
+    }
+    // For the compile_error! of an unsupported target.
+    let triple = env::var("TARGET").unwrap_or_else(|_| "unknown".into());
+    println!("cargo:rustc-env=ICACHE_COHERENCE_TARGET={triple}");
+
+    let t = Target::from_env();
+    // The `std` feature is a default, and wasmtime depends on the crate
+    // with default features on targets that have no `std` at all: there the
+    // feature is ignored and the API returns the crate's own `Error`.
+    if env::var_os("CARGO_FEATURE_STD").is_some() && !t.os_in(&["none", "uefi"]) {
+        println!("cargo:rustc-cfg=icache_std");
+    }
+    let linux_kernel = t.linux_kernel();
+    if linux_kernel {
+        println!("cargo:rustc-cfg=linux_kernel");
+    }
+    let Some(choice) = choose(&t) else {
+        return;
+    };
+    println!("cargo:rustc-cfg=icache_backend=\"{}\"", choice.file);
+    // Every Linux backend reaches membarrier: for pipeline_flush_mt where
+    // the architecture needs a broadcast, for cross_modify_flush_mt on the
+    // coherent ones. Miri has no syscalls.
+    let membarrier = linux_kernel && !t.miri;
+    if membarrier {
+        println!("cargo:rustc-cfg=icache_membarrier");
+    }
+    if choice.line_loops {
+        println!("cargo:rustc-cfg=icache_line_loops");
+    }
+    if choice.file == "aarch64" {
+        println!("cargo:rustc-cfg=icache_ctr_el0");
+    }
+    if choice.os_calls || membarrier {
+        println!("cargo:rustc-cfg=icache_os_calls");
+    }
+    if choice.errno || membarrier {
+        println!("cargo:rustc-cfg=icache_errno");
+    }
 }

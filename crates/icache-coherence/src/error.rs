@@ -15,6 +15,24 @@
 
 use core::fmt;
 
+/// What the public API returns: [`std::io::Result`] where `std` exists, and
+/// the crate's own [`Error`] where it does not.
+#[cfg(icache_std)]
+pub(crate) type ApiResult<T = ()> = std::io::Result<T>;
+/// What the public API returns: [`std::io::Result`] where `std` exists, and
+/// the crate's own [`Error`] where it does not.
+#[cfg(not(icache_std))]
+pub(crate) type ApiResult<T = ()> = core::result::Result<T, Error>;
+
+/// The crate's result as the public API returns it (see [`ApiResult`]).
+#[inline(always)]
+pub(crate) fn api<T>(result: Result<T, Error>) -> ApiResult<T> {
+    #[cfg(icache_std)]
+    return result.map_err(std::io::Error::from);
+    #[cfg(not(icache_std))]
+    return result;
+}
+
 /// What kind of failure an [`Error`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -61,7 +79,7 @@ impl Error {
 
     /// An error from an OS call that reported `code` (an `errno`, a Win32
     /// error, or a Mach `kern_return_t`).
-    #[allow(dead_code)] // not every backend makes OS calls
+    #[cfg(any(test, icache_os_calls))]
     pub(crate) const fn os(call: &'static str, code: i32, detail: &'static str) -> Self {
         Error::new(ErrorKind::Os, call, Some(code), detail)
     }
@@ -103,19 +121,20 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} failed", self.call)?;
         if let Some(code) = self.code {
-            #[cfg(feature = "std")]
+            #[cfg(icache_std)]
             write!(f, ": {}", std::io::Error::from_raw_os_error(code))?;
-            #[cfg(not(feature = "std"))]
+            #[cfg(not(icache_std))]
             write!(f, ": os error {}", code)?;
         }
         write!(f, ": {}", self.detail)
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for Error {}
+/// `core::error::Error`, so that `.expect()` and anyhow's `.context()` work
+/// with and without `std`.
+impl core::error::Error for Error {}
 
-#[cfg(feature = "std")]
+#[cfg(icache_std)]
 impl From<Error> for std::io::Error {
     fn from(e: Error) -> Self {
         use std::io::ErrorKind as K;
@@ -132,7 +151,7 @@ impl From<Error> for std::io::Error {
     }
 }
 
-#[cfg(all(test, feature = "std"))]
+#[cfg(all(test, icache_std))]
 mod tests {
     use super::*;
 

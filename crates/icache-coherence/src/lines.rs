@@ -56,6 +56,7 @@ pub(crate) fn wraps(start: usize, len: usize) -> bool {
 }
 
 /// The lines of `size` bytes (a power of two) that overlap `[start, last]`.
+#[cfg(any(test, icache_line_loops))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Lines {
     /// Address of the first overlapping line (aligned down).
@@ -66,9 +67,9 @@ pub(crate) struct Lines {
     pub(crate) size: usize,
 }
 
-// Only the backends that step through lines themselves (AArch64, POWER) use
-// these outside the tests.
-#[allow(dead_code)]
+// Only the backends that step through lines themselves (AArch64, POWER)
+// have them outside the tests: `icache_line_loops` from build.rs.
+#[cfg(any(test, icache_line_loops))]
 impl Lines {
     /// The lines covering the inclusive byte range `[start, last_byte]`.
     #[inline(always)]
@@ -105,7 +106,7 @@ impl Lines {
     }
 
     /// How many lines there are.
-    #[inline(always)]
+    #[cfg(test)]
     pub(crate) fn count(self) -> usize {
         // `size` is a power of two: shift instead of dividing.
         ((self.last - self.first) >> self.size.trailing_zeros()) + 1

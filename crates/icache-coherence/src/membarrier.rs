@@ -25,6 +25,10 @@
 //! the kernel ABI. So where the guarantee cannot be had, the caller gets an
 //! error naming the membarrier command and errno, never a silent `Ok`.
 
+use core::cell::UnsafeCell;
+use core::mem::MaybeUninit;
+use core::sync::atomic::{AtomicU8, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
+
 use crate::error::{Error, ErrorKind};
 
 /// `MEMBARRIER_CMD_QUERY` (include/uapi/linux/membarrier.h).
@@ -124,32 +128,107 @@ fn refused(call: &'static str, errno: i32) -> Error {
 
 /// `register` once per process, then `sync_core` on every call.
 ///
-/// The outcome of registration, failure included, is cached: a sandbox or
-/// kernel that refused once refuses forever, and retrying would turn every
-/// call into three syscalls. `OnceLock` makes concurrent first calls
-/// race-free: exactly one thread registers, the others wait for it.
-#[cfg(feature = "std")]
+/// Only permanent outcomes are cached: success, and the refusals that no
+/// retry can change (`Unsupported`: ENOSYS, EINVAL, a mask without
+/// SYNC_CORE; `PermissionDenied`: a sandbox). A sandbox or kernel that
+/// refused once refuses forever, and retrying would turn every call into
+/// three syscalls. Anything else (ENOMEM while the kernel allocates the
+/// registration, say) is reported and the next call tries again.
+///
+/// Concurrent first calls are race-free without `std`: exactly one thread
+/// registers (the `BUSY` state), the others wait for its outcome. After
+/// registration a call is one atomic load and the syscall: no lock.
 pub(crate) struct PipelineFlush {
-    registered: std::sync::OnceLock<Result<(), Error>>,
+    state: AtomicU8,
+    /// Written once, before `state` becomes `REFUSED` (Release), and only
+    /// read after `REFUSED` was seen (Acquire).
+    refusal: UnsafeCell<MaybeUninit<Error>>,
     sys: Syscall,
 }
 
-#[cfg(feature = "std")]
+// SAFETY: `refusal` is written by the one thread that moved `state` from
+// UNKNOWN to BUSY, before it publishes REFUSED with Release; readers read it
+// only after an Acquire load saw REFUSED, and it is never written again.
+unsafe impl Sync for PipelineFlush {}
+
+const UNKNOWN: u8 = 0;
+const BUSY: u8 = 1;
+const READY: u8 = 2;
+const REFUSED: u8 = 3;
+
 impl PipelineFlush {
-    #[allow(dead_code)] // only Linux backends construct one outside the tests
+    #[cfg_attr(test, allow(dead_code))]
     pub(crate) const fn new(sys: Syscall) -> Self {
         PipelineFlush {
-            registered: std::sync::OnceLock::new(),
+            state: AtomicU8::new(UNKNOWN),
+            refusal: UnsafeCell::new(MaybeUninit::uninit()),
             sys,
         }
     }
 
     /// Makes every thread of the process pass a context synchronization.
-    #[allow(dead_code)]
+    #[inline]
     pub(crate) fn flush(&self) -> Result<(), Error> {
-        (*self.registered.get_or_init(|| register(self.sys)))?;
-        sync_core(self.sys)
+        if self.state.load(Acquire) == READY {
+            return sync_core(self.sys);
+        }
+        self.first_flush()
     }
+
+    #[cold]
+    #[inline(never)]
+    fn first_flush(&self) -> Result<(), Error> {
+        loop {
+            match self.state.load(Acquire) {
+                READY => return sync_core(self.sys),
+                // SAFETY: see the `Sync` impl.
+                REFUSED => return Err(unsafe { (*self.refusal.get()).assume_init() }),
+                UNKNOWN => {
+                    if self
+                        .state
+                        .compare_exchange(UNKNOWN, BUSY, Acquire, Relaxed)
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    return match register(self.sys) {
+                        Ok(()) => {
+                            self.state.store(READY, Release);
+                            sync_core(self.sys)
+                        }
+                        Err(e) if is_permanent(&e) => {
+                            // SAFETY: only this thread (the one in BUSY)
+                            // writes, and nobody reads before REFUSED.
+                            unsafe { (*self.refusal.get()).write(e) };
+                            self.state.store(REFUSED, Release);
+                            Err(e)
+                        }
+                        Err(e) => {
+                            self.state.store(UNKNOWN, Release);
+                            Err(e)
+                        }
+                    };
+                }
+                _ => wait_a_moment(),
+            }
+        }
+    }
+}
+
+/// Whether a registration failure is final: no later attempt can succeed.
+fn is_permanent(e: &Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::Unsupported | ErrorKind::PermissionDenied
+    )
+}
+
+/// Another thread is registering (two syscalls): let it run.
+fn wait_a_moment() {
+    #[cfg(icache_std)]
+    std::thread::yield_now();
+    #[cfg(not(icache_std))]
+    core::hint::spin_loop();
 }
 
 #[cfg(test)]
@@ -262,7 +341,6 @@ mod tests {
         assert_eq!(calls.get(), 1);
     }
 
-    #[cfg(feature = "std")]
     mod cached {
         use super::*;
         use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -315,6 +393,39 @@ mod tests {
                 assert_eq!(e.kind(), ErrorKind::PermissionDenied);
             }
             assert_eq!(DENIALS.load(SeqCst), 1);
+        }
+
+        static ATTEMPTS: AtomicUsize = AtomicUsize::new(0);
+        /// The first registration fails with ENOMEM, the second succeeds.
+        fn short_of_memory_once(cmd: i32) -> Result<i32, i32> {
+            match cmd {
+                CMD_QUERY => Ok(FULL_MASK),
+                CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE => {
+                    if ATTEMPTS.fetch_add(1, SeqCst) == 0 {
+                        Err(12) // ENOMEM
+                    } else {
+                        Ok(0)
+                    }
+                }
+                _ => Ok(0),
+            }
+        }
+
+        #[test]
+        fn a_transient_registration_failure_is_reported_and_then_retried() {
+            let flush = PipelineFlush::new(short_of_memory_once);
+            let first = flush.flush().unwrap_err();
+            assert_eq!(
+                (first.kind(), first.raw_os_error()),
+                (ErrorKind::Os, Some(12))
+            );
+            assert_eq!(flush.flush(), Ok(()));
+            assert_eq!(flush.flush(), Ok(()));
+            assert_eq!(
+                ATTEMPTS.load(SeqCst),
+                2,
+                "registered again after ENOMEM, then cached"
+            );
         }
     }
 }

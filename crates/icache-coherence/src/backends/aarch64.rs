@@ -30,12 +30,13 @@
 use core::arch::asm;
 use core::sync::atomic::{compiler_fence, Ordering::SeqCst};
 
+use super::Backend;
 use crate::ctr_el0::{CtrEl0, RunningMin};
 use crate::error::Error;
 use crate::lines::Lines;
 use crate::CacheInfo;
 
-pub(crate) const MECHANISM: &str = "dc cvau / dsb ish / ic ivau / dsb ish / isb (CTR_EL0 line sizes)";
+const MECHANISM: &str = "dc cvau / dsb ish / ic ivau / dsb ish / isb (CTR_EL0 line sizes)";
 
 static CTR_MIN: RunningMin = RunningMin::new();
 
@@ -55,27 +56,107 @@ fn ctr_el0() -> CtrEl0 {
     CTR_MIN.update(read_ctr_el0())
 }
 
-pub(crate) const FAST_PATH_IGNORES_RANGE: bool = false;
+/// The AArch64 user-space sequence.
+pub(crate) struct Aarch64;
 
-/// The contract of `backends`: `[start, last]` is non-empty, does not wrap,
-/// and is mapped. The common case, every call on a core whose CTR_EL0 equals
-/// the running minimum, is one `mrs`, one load and one compare before the
-/// maintenance itself; a core with a value not folded in yet (every first
-/// call, and a big.LITTLE core with other line sizes) goes to the out-of-line
-/// `clear_cache`, whose fold is a compare-and-swap loop. On a system whose
-/// cores report different values (only old kernels let them differ, see
-/// [`crate::ctr_el0::RunningMin`]), the cores with the bigger lines keep
-/// taking that path: a call and a merge, but no atomic write.
-#[inline(always)]
-pub(crate) unsafe fn clear_cache_fast(start: usize, last: usize) -> bool {
-    let raw = read_ctr_el0();
-    if !CTR_MIN.is_current(raw) {
-        return false;
+impl Backend for Aarch64 {
+    const MECHANISM: &'static str = MECHANISM;
+    const PIPELINE_MECHANISM: &'static str = PIPELINE_MECHANISM;
+
+    /// The common case, every call on a core whose CTR_EL0 equals the
+    /// running minimum, is one `mrs`, one load and one compare before the
+    /// maintenance itself; a core with a value not folded in yet (every
+    /// first call, and a big.LITTLE core with other line sizes) goes to the
+    /// out-of-line `clear_cache`, whose fold is a compare-and-swap loop. On a
+    /// system whose cores report different values (only old kernels let them
+    /// differ, see [`crate::ctr_el0::RunningMin`]), the cores with the bigger
+    /// lines keep taking that path: a call and a merge, but no atomic write.
+    #[inline(always)]
+    unsafe fn clear_cache_fast(start: usize, last: usize) -> bool {
+        let raw = read_ctr_el0();
+        if !CTR_MIN.is_current(raw) {
+            return false;
+        }
+        let range = core::iter::once((start, last));
+        // SAFETY: forwarded from the caller.
+        unsafe { sequence(CtrEl0(raw), range.clone(), range) };
+        true
     }
-    let range = core::iter::once((start, last));
-    // SAFETY: forwarded from the caller.
-    unsafe { sequence(CtrEl0(raw), range.clone(), range) };
-    true
+
+    #[inline]
+    unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> {
+        let range = core::iter::once(span((start, len)));
+        // SAFETY: forwarded from the caller.
+        unsafe { sequence(ctr_el0(), range.clone(), range) };
+        Ok(())
+    }
+
+    /// Double-mapped code: clean by the writable alias, invalidate by the
+    /// executable one. AArch64 data caches behave as physically indexed and
+    /// tagged (Arm ARM, "Data and unified caches"), so cleaning through
+    /// either alias cleans the same line; instruction caches may be
+    /// virtually indexed (VIPT or PIPT, and AIVIVT on old cores), so the
+    /// invalidation must use the address that will be fetched.
+    #[inline]
+    unsafe fn clear_cache_dual(write: usize, exec: usize, len: usize) -> Result<(), Error> {
+        let (clean, invalidate) = (span((write, len)), span((exec, len)));
+        // SAFETY: forwarded from the caller.
+        unsafe { sequence(ctr_el0(), core::iter::once(clean), core::iter::once(invalidate)) };
+        Ok(())
+    }
+
+    /// A batch: every clean, one `dsb ish`, every invalidate, one `dsb ish`,
+    /// one `isb`, instead of the full sequence per range.
+    unsafe fn clear_cache_ranges(
+        ranges: impl Iterator<Item = (usize, usize)> + Clone,
+    ) -> Result<(), Error> {
+        let all = ranges.map(span);
+        // SAFETY: forwarded from the caller.
+        unsafe { sequence(ctr_el0(), all.clone(), all) };
+        Ok(())
+    }
+
+    /// Linux: membarrier SYNC_CORE, which on arm64 forces a context
+    /// synchronization event on every other core running the process (the
+    /// maintenance itself is already complete and broadcast).
+    #[cfg(icache_membarrier)]
+    fn pipeline_flush_mt() -> Result<(), Error> {
+        super::linux_membarrier::pipeline_flush_mt()
+    }
+
+    /// The BSDs (and bare metal) have no documented broadcast context
+    /// synchronization that this crate can rely on, so the guarantee cannot
+    /// be given: report it instead of pretending.
+    #[cfg(not(icache_membarrier))]
+    fn pipeline_flush_mt() -> Result<(), Error> {
+        Err(Error::new(
+            crate::ErrorKind::Unsupported,
+            "pipeline_flush_mt",
+            None,
+            "no broadcast context synchronization is implemented for this OS on AArch64; \
+             run published code only on the thread that called clear_cache",
+        ))
+    }
+
+    // Cross-modifying code (the default, the pipeline flush): Arm ARM,
+    // "Concurrent modification and execution of instructions" allows only
+    // the listed instructions to be patched while another core may execute
+    // them, and that core then needs a context synchronization event to be
+    // sure to see the new one.
+
+    fn cache_info() -> CacheInfo {
+        let ctr = ctr_el0();
+        CacheInfo {
+            mechanism: MECHANISM,
+            pipeline_flush_mechanism: PIPELINE_MECHANISM,
+            cross_modify_mechanism: Self::CROSS_MODIFY_MECHANISM,
+            data_line: Some(ctr.dline()),
+            instruction_line: Some(ctr.iline()),
+            needs_clean: !ctr.idc(),
+            needs_invalidate: !ctr.dic(),
+            pipeline_flush_needed: true,
+        }
+    }
 }
 
 /// `[start, start + len)` as `(start, last)`; non-empty and not wrapping by
@@ -83,39 +164,6 @@ pub(crate) unsafe fn clear_cache_fast(start: usize, last: usize) -> bool {
 #[inline(always)]
 fn span((start, len): (usize, usize)) -> (usize, usize) {
     (start, start + (len - 1))
-}
-
-/// The contract of `backends`: `[start, start + len)` is non-empty, does not
-/// wrap, and is mapped.
-#[inline]
-pub(crate) unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> {
-    let range = core::iter::once(span((start, len)));
-    // SAFETY: forwarded from the caller.
-    unsafe { sequence(ctr_el0(), range.clone(), range) };
-    Ok(())
-}
-
-/// Double-mapped code: clean by the writable alias, invalidate by the
-/// executable one. AArch64 data caches behave as physically indexed and
-/// tagged (Arm ARM, "Data and unified caches"), so cleaning through either
-/// alias cleans the same line; instruction caches may be virtually indexed
-/// (VIPT or PIPT, and AIVIVT on old cores), so the invalidation must use the
-/// address that will be fetched.
-#[inline]
-pub(crate) unsafe fn clear_cache_dual(write: usize, exec: usize, len: usize) -> Result<(), Error> {
-    let (clean, invalidate) = (span((write, len)), span((exec, len)));
-    // SAFETY: forwarded from the caller.
-    unsafe { sequence(ctr_el0(), core::iter::once(clean), core::iter::once(invalidate)) };
-    Ok(())
-}
-
-/// A batch: every clean, one `dsb ish`, every invalidate, one `dsb ish`,
-/// one `isb`, instead of the full sequence per range.
-pub(crate) unsafe fn clear_cache_ranges(ranges: &[(usize, usize)]) -> Result<(), Error> {
-    let all = ranges.iter().copied().map(span);
-    // SAFETY: forwarded from the caller.
-    unsafe { sequence(ctr_el0(), all.clone(), all) };
-    Ok(())
 }
 
 /// The maintenance sequence over any set of non-empty, non-wrapping, mapped
@@ -168,47 +216,7 @@ unsafe fn sequence(
     compiler_fence(SeqCst);
 }
 
-/// Cross-modifying code needs the same broadcast context synchronization
-/// as publishing: Arm ARM, "Concurrent modification and execution of
-/// instructions" allows only the listed instructions to be patched while
-/// another core may execute them, and that core then needs a context
-/// synchronization event to be sure to see the new one.
-#[cfg(feature = "std")]
-pub(crate) fn cross_modify_flush_mt() -> Result<(), Error> {
-    pipeline_flush_mt()
-}
-
-#[cfg(all(feature = "std", any(target_os = "linux", target_os = "android")))]
-pub(crate) use super::linux_membarrier::pipeline_flush_mt;
-#[cfg(any(target_os = "linux", target_os = "android"))]
-pub(crate) const PIPELINE_MECHANISM: &str = super::MEMBARRIER_SYNC_CORE;
-
-/// The BSDs (and bare metal) have no documented broadcast context synchronization that this
-/// crate can rely on (FreeBSD 14.1 added a membarrier(2), not yet used here),
-/// so the guarantee cannot be given: report it instead of pretending.
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub(crate) fn pipeline_flush_mt() -> Result<(), Error> {
-    Err(Error::new(
-        crate::ErrorKind::Unsupported,
-        "pipeline_flush_mt",
-        None,
-        "no broadcast context synchronization is implemented for this OS on AArch64; \
-         run published code only on the thread that called clear_cache",
-    ))
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub(crate) const PIPELINE_MECHANISM: &str = "unsupported on this OS (returns an error)";
-
-pub(crate) fn cache_info() -> CacheInfo {
-    let ctr = ctr_el0();
-    CacheInfo {
-        mechanism: MECHANISM,
-        pipeline_flush_mechanism: PIPELINE_MECHANISM,
-        data_line: Some(ctr.dline()),
-        instruction_line: Some(ctr.iline()),
-        needs_clean: !ctr.idc(),
-        needs_invalidate: !ctr.dic(),
-        pipeline_flush_needed: true,
-    }
-}
+#[cfg(icache_membarrier)]
+const PIPELINE_MECHANISM: &str = super::MEMBARRIER_SYNC_CORE;
+#[cfg(not(icache_membarrier))]
+const PIPELINE_MECHANISM: &str = "unsupported on this OS (returns an error)";

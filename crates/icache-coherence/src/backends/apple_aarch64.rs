@@ -9,64 +9,59 @@
 use core::arch::asm;
 use core::ffi::c_void;
 
+use super::Backend;
 use crate::error::Error;
-use crate::CacheInfo;
-
-pub(crate) const MECHANISM: &str = "sys_icache_invalidate + isb";
-pub(crate) const PIPELINE_MECHANISM: &str =
-    "thread_suspend + thread_get_state + thread_resume of every other thread (Mach)";
 
 extern "C" {
     fn sys_icache_invalidate(start: *mut c_void, len: usize);
 }
 
-// No fast path: `sys_icache_invalidate` is a call into libSystem, and a
-// fast path that calls would cost every caller a stack frame.
-no_fast_path!();
+/// libSystem's `sys_icache_invalidate`, and a Mach walk for other threads.
+pub(crate) struct Apple;
 
-#[inline]
-pub(crate) unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> {
-    // SAFETY: the caller guarantees the range is mapped.
-    unsafe { sys_icache_invalidate(start as *mut c_void, len) };
-    // SAFETY: a barrier has no memory-safety preconditions.
-    unsafe { asm!("isb", options(nostack, preserves_flags)) };
-    Ok(())
-}
+impl Backend for Apple {
+    const MECHANISM: &'static str = "sys_icache_invalidate + isb";
+    const PIPELINE_MECHANISM: &'static str =
+        "thread_suspend + thread_get_state + thread_resume of every other thread (Mach)";
 
-/// A batch: `sys_icache_invalidate` per range (each call carries its own
-/// barriers; libSystem exposes no split clean/invalidate), one `isb`.
-pub(crate) unsafe fn clear_cache_ranges(ranges: &[(usize, usize)]) -> Result<(), Error> {
-    for &(start, len) in ranges {
-        // SAFETY: the caller guarantees the ranges are mapped.
+    // No fast path (the default): `sys_icache_invalidate` is a call into
+    // libSystem, and a fast path that calls would cost every caller a stack
+    // frame.
+
+    #[inline]
+    unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> {
+        // SAFETY: the caller guarantees the range is mapped.
         unsafe { sys_icache_invalidate(start as *mut c_void, len) };
+        // SAFETY: a barrier has no memory-safety preconditions.
+        unsafe { asm!("isb", options(nostack, preserves_flags)) };
+        Ok(())
     }
-    // SAFETY: a barrier has no memory-safety preconditions.
-    unsafe { asm!("isb", options(nostack, preserves_flags)) };
-    Ok(())
-}
 
-/// Double-mapped (MAP_JIT or mach_vm_remap) code: invalidate through the
-/// executable alias; the data cache is physically tagged, so cleaning
-/// through it cleans the bytes written through the other alias.
-pub(crate) unsafe fn clear_cache_dual(_write: usize, exec: usize, len: usize) -> Result<(), Error> {
-    // SAFETY: forwarded from the caller.
-    unsafe { clear_cache(exec, len) }
-}
+    /// A batch: `sys_icache_invalidate` per range (each call carries its own
+    /// barriers; libSystem exposes no split clean/invalidate), one `isb`.
+    unsafe fn clear_cache_ranges(
+        ranges: impl Iterator<Item = (usize, usize)> + Clone,
+    ) -> Result<(), Error> {
+        for (start, len) in ranges {
+            // SAFETY: the caller guarantees the ranges are mapped.
+            unsafe { sys_icache_invalidate(start as *mut c_void, len) };
+        }
+        // SAFETY: a barrier has no memory-safety preconditions.
+        unsafe { asm!("isb", options(nostack, preserves_flags)) };
+        Ok(())
+    }
 
-/// Cross-modifying code needs the same broadcast synchronization.
-pub(crate) fn cross_modify_flush_mt() -> Result<(), Error> {
-    pipeline_flush_mt()
-}
+    // Double-mapped (MAP_JIT or mach_vm_remap) code, the default:
+    // invalidate through the executable alias; the data cache is physically
+    // tagged, so cleaning through it cleans the bytes written through the
+    // other alias.
 
-pub(crate) fn pipeline_flush_mt() -> Result<(), Error> {
-    mach::sync_other_threads()?;
-    // SAFETY: as above.
-    unsafe { asm!("isb", options(nostack, preserves_flags)) };
-    Ok(())
-}
-
-pub(crate) fn cache_info() -> CacheInfo {
-    CacheInfo::without_lines(MECHANISM, PIPELINE_MECHANISM, true, true)
+    fn pipeline_flush_mt() -> Result<(), Error> {
+        mach::sync_other_threads()?;
+        // SAFETY: as above.
+        unsafe { asm!("isb", options(nostack, preserves_flags)) };
+        Ok(())
+    }
 }
 
 /// Broadcast context synchronization on XNU.

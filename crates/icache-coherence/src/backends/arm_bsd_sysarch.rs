@@ -7,11 +7,8 @@
 
 use core::ffi::{c_int, c_void};
 
+use super::Backend;
 use crate::error::Error;
-use crate::CacheInfo;
-
-pub(crate) const MECHANISM: &str = "sysarch(ARM_SYNC_ICACHE)";
-pub(crate) const PIPELINE_MECHANISM: &str = "unsupported on this OS (returns an error)";
 
 const ARM_SYNC_ICACHE: c_int = 0;
 
@@ -25,32 +22,32 @@ extern "C" {
     fn sysarch(number: c_int, args: *mut c_void) -> c_int;
 }
 
-pub(crate) unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> {
-    let mut args = ArmSyncIcacheArgs { addr: start, len };
-    // SAFETY: `args` is a valid ARM_SYNC_ICACHE argument block.
-    if unsafe { sysarch(ARM_SYNC_ICACHE, &mut args as *mut _ as *mut c_void) } != 0 {
-        return Err(Error::os("sysarch(ARM_SYNC_ICACHE)", super::errno(), "the kernel refused to flush the range"));
+/// `sysarch(ARM_SYNC_ICACHE)`.
+pub(crate) struct ArmSysarch;
+
+impl Backend for ArmSysarch {
+    const MECHANISM: &'static str = "sysarch(ARM_SYNC_ICACHE)";
+    const PIPELINE_MECHANISM: &'static str = "unsupported on this OS (returns an error)";
+
+    unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> {
+        let mut args = ArmSyncIcacheArgs { addr: start, len };
+        // SAFETY: `args` is a valid ARM_SYNC_ICACHE argument block.
+        if unsafe { sysarch(ARM_SYNC_ICACHE, &mut args as *mut _ as *mut c_void) } != 0 {
+            return Err(Error::os(
+                "sysarch(ARM_SYNC_ICACHE)",
+                super::errno(),
+                "the kernel refused to flush the range",
+            ));
+        }
+        Ok(())
     }
-    Ok(())
-}
 
-pub(crate) fn pipeline_flush_mt() -> Result<(), Error> {
-    Err(Error::new(
-        crate::ErrorKind::Unsupported,
-        "pipeline_flush_mt",
-        None,
-        "no broadcast context synchronization is implemented for this OS on 32-bit Arm",
-    ))
-}
-
-os_call_per_range!();
-
-/// Cross-modifying code needs the same broadcast synchronization.
-#[cfg(feature = "std")]
-pub(crate) fn cross_modify_flush_mt() -> Result<(), Error> {
-    pipeline_flush_mt()
-}
-
-pub(crate) fn cache_info() -> CacheInfo {
-    CacheInfo::without_lines(MECHANISM, PIPELINE_MECHANISM, true, true)
+    fn pipeline_flush_mt() -> Result<(), Error> {
+        Err(Error::new(
+            crate::ErrorKind::Unsupported,
+            "pipeline_flush_mt",
+            None,
+            "no broadcast context synchronization is implemented for this OS on 32-bit Arm",
+        ))
+    }
 }

@@ -11,15 +11,30 @@
 //! the syscall synchronizes the calling thread's context; other threads need
 //! `pipeline_flush_mt` (membarrier SYNC_CORE, supported on arm since 4.16).
 
+use super::Backend;
 use crate::error::Error;
-use crate::CacheInfo;
-
-pub(crate) const MECHANISM: &str = "cacheflush syscall (0x0f0002), per 4 KiB page";
 
 const ARM_NR_CACHEFLUSH: libc::c_long = 0x0f_0002;
 const CHUNK: usize = 4096;
 
-pub(crate) unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> {
+/// The `cacheflush` syscall, one page at a time.
+pub(crate) struct ArmCacheflush;
+
+impl Backend for ArmCacheflush {
+    const MECHANISM: &'static str = "cacheflush syscall (0x0f0002), per 4 KiB page";
+    const PIPELINE_MECHANISM: &'static str = super::MEMBARRIER_SYNC_CORE;
+
+    unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> {
+        // SAFETY: forwarded from the caller.
+        unsafe { cacheflush(start, len) }
+    }
+
+    fn pipeline_flush_mt() -> Result<(), Error> {
+        super::linux_membarrier::pipeline_flush_mt()
+    }
+}
+
+unsafe fn cacheflush(start: usize, len: usize) -> Result<(), Error> {
     let last = start + (len - 1);
     let mut chunk_start = start;
     loop {
@@ -42,10 +57,3 @@ pub(crate) unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> 
     }
 }
 
-linux_membarrier_flushes!();
-
-os_call_per_range!();
-
-pub(crate) fn cache_info() -> CacheInfo {
-    CacheInfo::without_lines(MECHANISM, PIPELINE_MECHANISM, true, true)
-}

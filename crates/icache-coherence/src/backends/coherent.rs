@@ -12,43 +12,51 @@
 //! thread: that is not `pipeline_flush_mt`'s contract (which, like the crate
 //! it replaces, covers publishing code at fresh addresses).
 
+use super::Backend;
 use crate::error::Error;
-use crate::CacheInfo;
 
-pub(crate) const MECHANISM: &str = "none needed (coherent instruction fetch)";
-pub(crate) const PIPELINE_MECHANISM: &str = "none needed (coherent instruction fetch)";
+/// Coherent instruction fetch: nothing to do.
+pub(crate) struct Coherent;
 
-#[inline(always)]
-pub(crate) unsafe fn clear_cache(_start: usize, _len: usize) -> Result<(), Error> {
-    Ok(())
-}
+impl Backend for Coherent {
+    const MECHANISM: &'static str = "none needed (coherent instruction fetch)";
+    const PIPELINE_MECHANISM: &'static str = "none needed (coherent instruction fetch)";
+    const WHOLE_ADDRESS_SPACE: bool = true;
+    const MAINTENANCE_NEEDED: bool = false;
+    const PIPELINE_FLUSH_NEEDED: bool = false;
+    #[cfg(icache_membarrier)]
+    const CROSS_MODIFY_MECHANISM: &'static str = super::MEMBARRIER_SYNC_CORE;
+    #[cfg(not(icache_membarrier))]
+    const CROSS_MODIFY_MECHANISM: &'static str = "unsupported on this OS (returns an error)";
 
-#[inline(always)]
-pub(crate) fn pipeline_flush_mt() -> Result<(), Error> {
-    Ok(())
-}
+    #[inline(always)]
+    unsafe fn clear_cache(_start: usize, _len: usize) -> Result<(), Error> {
+        Ok(())
+    }
 
-whole_address_space_per_call!();
+    #[inline(always)]
+    fn pipeline_flush_mt() -> Result<(), Error> {
+        Ok(())
+    }
 
-/// Cross-modifying code on x86 (Intel SDM vol. 3, 8.1.3) and s390x needs a
-/// serializing instruction on every thread that may be executing the old
-/// code; on Linux, membarrier SYNC_CORE provides exactly that (its x86
-/// implementation runs `sync_core_before_usermode`). HotSpot uses
-/// SERIALIZE/CPUID for the same purpose on the patching thread itself.
-#[cfg(all(feature = "std", any(target_os = "linux", target_os = "android")))]
-pub(crate) use super::linux_membarrier::pipeline_flush_mt as cross_modify_flush_mt;
+    /// Cross-modifying code on x86 (Intel SDM vol. 3, 8.1.3) and s390x needs
+    /// a serializing instruction on every thread that may be executing the
+    /// old code; on Linux, membarrier SYNC_CORE provides exactly that (its
+    /// x86 implementation runs `sync_core_before_usermode`). HotSpot uses
+    /// SERIALIZE/CPUID for the same purpose on the patching thread itself.
+    #[cfg(icache_membarrier)]
+    fn cross_modify_flush_mt() -> Result<(), Error> {
+        super::linux_membarrier::pipeline_flush_mt()
+    }
 
-/// Elsewhere there is no process-wide serialization this crate can rely on.
-#[cfg(all(feature = "std", not(any(target_os = "linux", target_os = "android"))))]
-pub(crate) fn cross_modify_flush_mt() -> Result<(), Error> {
-    Err(Error::new(
-        crate::ErrorKind::Unsupported,
-        "cross_modify_flush_mt",
-        None,
-        "no process-wide serializing mechanism is implemented for this OS",
-    ))
-}
-
-pub(crate) fn cache_info() -> CacheInfo {
-    CacheInfo::without_lines(MECHANISM, PIPELINE_MECHANISM, false, false)
+    /// Elsewhere there is no process-wide serialization this crate can rely on.
+    #[cfg(not(icache_membarrier))]
+    fn cross_modify_flush_mt() -> Result<(), Error> {
+        Err(Error::new(
+            crate::ErrorKind::Unsupported,
+            "cross_modify_flush_mt",
+            None,
+            "no process-wide serializing mechanism is implemented for this OS",
+        ))
+    }
 }

@@ -30,6 +30,7 @@ fn membarrier(cmd: i32) -> Result<i32, i32> {
 static FLUSH: PipelineFlush = PipelineFlush::new(membarrier);
 
 /// Every thread of the process passes a context synchronization.
+#[inline]
 pub(crate) fn pipeline_flush_mt() -> Result<(), Error> {
     android_guard()?;
     FLUSH.flush()

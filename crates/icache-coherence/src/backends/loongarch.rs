@@ -10,23 +10,28 @@
 
 use core::arch::asm;
 
+use super::Backend;
 use crate::error::Error;
-use crate::CacheInfo;
 
-pub(crate) const MECHANISM: &str = "ibar 0";
+/// `ibar 0`.
+pub(crate) struct LoongArch;
 
-#[inline]
-pub(crate) unsafe fn clear_cache(_start: usize, _len: usize) -> Result<(), Error> {
-    // No `nomem`: the compiler must not move the caller's stores past it.
-    // SAFETY: a barrier has no memory-safety preconditions.
-    unsafe { asm!("ibar 0", options(nostack, preserves_flags)) };
-    Ok(())
-}
+impl Backend for LoongArch {
+    const MECHANISM: &'static str = "ibar 0";
+    const PIPELINE_MECHANISM: &'static str = super::MEMBARRIER_SYNC_CORE;
+    const WHOLE_ADDRESS_SPACE: bool = true;
+    /// The caches are coherent in hardware; only the pipeline needs `ibar`.
+    const MAINTENANCE_NEEDED: bool = false;
 
-whole_address_space_per_call!();
+    #[inline]
+    unsafe fn clear_cache(_start: usize, _len: usize) -> Result<(), Error> {
+        // No `nomem`: the compiler must not move the caller's stores past it.
+        // SAFETY: a barrier has no memory-safety preconditions.
+        unsafe { asm!("ibar 0", options(nostack, preserves_flags)) };
+        Ok(())
+    }
 
-linux_membarrier_flushes!();
-
-pub(crate) fn cache_info() -> CacheInfo {
-    CacheInfo::without_lines(MECHANISM, PIPELINE_MECHANISM, false, true)
+    fn pipeline_flush_mt() -> Result<(), Error> {
+        super::linux_membarrier::pipeline_flush_mt()
+    }
 }

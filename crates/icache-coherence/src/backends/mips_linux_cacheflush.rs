@@ -8,26 +8,32 @@
 //! (`<asm/cachectl.h>`). Other threads need `pipeline_flush_mt`, which asks
 //! membarrier SYNC_CORE and reports the kernel's answer.
 
+use super::Backend;
 use crate::error::Error;
-use crate::CacheInfo;
-
-pub(crate) const MECHANISM: &str = "cacheflush syscall, BCACHE";
 
 const BCACHE: libc::c_long = 3;
 
-pub(crate) unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> {
-    // SAFETY: the caller guarantees the range is mapped.
-    let r = unsafe { libc::syscall(libc::SYS_cacheflush, start, len, BCACHE) };
-    if r != 0 {
-        return Err(Error::os("cacheflush", super::errno(), "the kernel refused to flush the range"));
+/// The `cacheflush(addr, nbytes, BCACHE)` syscall.
+pub(crate) struct MipsCacheflush;
+
+impl Backend for MipsCacheflush {
+    const MECHANISM: &'static str = "cacheflush syscall, BCACHE";
+    const PIPELINE_MECHANISM: &'static str = super::MEMBARRIER_SYNC_CORE;
+
+    unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> {
+        // SAFETY: the caller guarantees the range is mapped.
+        let r = unsafe { libc::syscall(libc::SYS_cacheflush, start, len, BCACHE) };
+        if r != 0 {
+            return Err(Error::os(
+                "cacheflush",
+                super::errno(),
+                "the kernel refused to flush the range",
+            ));
+        }
+        Ok(())
     }
-    Ok(())
-}
 
-linux_membarrier_flushes!();
-
-os_call_per_range!();
-
-pub(crate) fn cache_info() -> CacheInfo {
-    CacheInfo::without_lines(MECHANISM, PIPELINE_MECHANISM, true, true)
+    fn pipeline_flush_mt() -> Result<(), Error> {
+        super::linux_membarrier::pipeline_flush_mt()
+    }
 }

@@ -2,29 +2,26 @@
 //! to make coherent. A no-op lets users run their own code under Miri; the
 //! range validation in `lib.rs` still runs before this.
 
+use super::Backend;
 use crate::error::Error;
-use crate::CacheInfo;
 
-pub(crate) const MECHANISM: &str = "none (Miri interprets, no machine code runs)";
-pub(crate) const PIPELINE_MECHANISM: &str = "none (Miri)";
+/// Miri: nothing runs, nothing to do.
+pub(crate) struct Miri;
 
-#[inline(always)]
-pub(crate) unsafe fn clear_cache(_start: usize, _len: usize) -> Result<(), Error> {
-    Ok(())
-}
+impl Backend for Miri {
+    const MECHANISM: &'static str = "none (Miri interprets, no machine code runs)";
+    const PIPELINE_MECHANISM: &'static str = "none (Miri)";
+    const WHOLE_ADDRESS_SPACE: bool = true;
+    const MAINTENANCE_NEEDED: bool = false;
+    const PIPELINE_FLUSH_NEEDED: bool = false;
 
-#[inline(always)]
-pub(crate) fn pipeline_flush_mt() -> Result<(), Error> {
-    Ok(())
-}
+    #[inline(always)]
+    unsafe fn clear_cache(_start: usize, _len: usize) -> Result<(), Error> {
+        Ok(())
+    }
 
-whole_address_space_per_call!();
-
-#[inline(always)]
-pub(crate) fn cross_modify_flush_mt() -> Result<(), Error> {
-    Ok(())
-}
-
-pub(crate) fn cache_info() -> CacheInfo {
-    CacheInfo::without_lines(MECHANISM, PIPELINE_MECHANISM, false, false)
+    #[inline(always)]
+    fn pipeline_flush_mt() -> Result<(), Error> {
+        Ok(())
+    }
 }

@@ -19,11 +19,12 @@
 use core::arch::asm;
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
+use super::Backend;
 use crate::error::Error;
 use crate::lines::Lines;
 use crate::CacheInfo;
 
-pub(crate) const MECHANISM: &str =
+const MECHANISM: &str =
     "dcbst / sync / icbi / sync / isync (auxv block sizes; ICACHE_SNOOP shortcut)";
 
 const AT_DCACHEBSIZE: libc::c_ulong = 19;
@@ -80,32 +81,59 @@ fn geometry() -> Geometry {
     }
 }
 
-// No fast path: the first call reads the block sizes with `getauxval`, a
-// call, and a fast path that may call would cost every caller a stack frame.
-no_fast_path!();
+/// The Power ISA sequence.
+pub(crate) struct Power;
 
-#[inline]
-pub(crate) unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> {
-    let range = core::iter::once((start, len));
-    // SAFETY: forwarded from the caller.
-    unsafe { sequence(range.clone(), range) };
-    Ok(())
-}
+impl Backend for Power {
+    const MECHANISM: &'static str = MECHANISM;
+    const PIPELINE_MECHANISM: &'static str = super::MEMBARRIER_SYNC_CORE;
 
-/// Double-mapped code: `dcbst` through the writable alias, `icbi` through
-/// the executable one (the address instruction fetch will use).
-pub(crate) unsafe fn clear_cache_dual(write: usize, exec: usize, len: usize) -> Result<(), Error> {
-    // SAFETY: forwarded from the caller.
-    unsafe { sequence(core::iter::once((write, len)), core::iter::once((exec, len))) };
-    Ok(())
-}
+    // No fast path (the default): the first call reads the block sizes with
+    // `getauxval`, a call, and a fast path that may call would cost every
+    // caller a stack frame.
 
-/// A batch: every `dcbst`, one `sync`, every `icbi`, one `sync; isync`.
-pub(crate) unsafe fn clear_cache_ranges(ranges: &[(usize, usize)]) -> Result<(), Error> {
-    let all = ranges.iter().copied();
-    // SAFETY: forwarded from the caller.
-    unsafe { sequence(all.clone(), all) };
-    Ok(())
+    #[inline]
+    unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> {
+        let range = core::iter::once((start, len));
+        // SAFETY: forwarded from the caller.
+        unsafe { sequence(range.clone(), range) };
+        Ok(())
+    }
+
+    /// Double-mapped code: `dcbst` through the writable alias, `icbi`
+    /// through the executable one (the address instruction fetch will use).
+    unsafe fn clear_cache_dual(write: usize, exec: usize, len: usize) -> Result<(), Error> {
+        // SAFETY: forwarded from the caller.
+        unsafe { sequence(core::iter::once((write, len)), core::iter::once((exec, len))) };
+        Ok(())
+    }
+
+    /// A batch: every `dcbst`, one `sync`, every `icbi`, one `sync; isync`.
+    unsafe fn clear_cache_ranges(
+        ranges: impl Iterator<Item = (usize, usize)> + Clone,
+    ) -> Result<(), Error> {
+        // SAFETY: forwarded from the caller.
+        unsafe { sequence(ranges.clone(), ranges) };
+        Ok(())
+    }
+
+    fn pipeline_flush_mt() -> Result<(), Error> {
+        super::linux_membarrier::pipeline_flush_mt()
+    }
+
+    fn cache_info() -> CacheInfo {
+        let g = geometry();
+        CacheInfo {
+            mechanism: MECHANISM,
+            pipeline_flush_mechanism: Self::PIPELINE_MECHANISM,
+            cross_modify_mechanism: Self::CROSS_MODIFY_MECHANISM,
+            data_line: Some(g.dblock),
+            instruction_line: Some(g.iblock),
+            needs_clean: !g.snoop,
+            needs_invalidate: true,
+            pipeline_flush_needed: true,
+        }
+    }
 }
 
 #[inline(always)]
@@ -145,17 +173,3 @@ unsafe fn sequence(
     unsafe { asm!("sync", "isync", options(nostack, preserves_flags)) };
 }
 
-linux_membarrier_flushes!();
-
-pub(crate) fn cache_info() -> CacheInfo {
-    let g = geometry();
-    CacheInfo {
-        mechanism: MECHANISM,
-        pipeline_flush_mechanism: PIPELINE_MECHANISM,
-        data_line: Some(g.dblock),
-        instruction_line: Some(g.iblock),
-        needs_clean: !g.snoop,
-        needs_invalidate: true,
-        pipeline_flush_needed: true,
-    }
-}

@@ -10,35 +10,31 @@
 
 use core::arch::asm;
 
+use super::Backend;
 use crate::error::Error;
-use crate::CacheInfo;
 
-pub(crate) const MECHANISM: &str = "fence.i (this hart only)";
-pub(crate) const PIPELINE_MECHANISM: &str = "unsupported (each hart must run fence.i itself)";
+/// `fence.i` on the calling hart.
+pub(crate) struct FenceI;
 
-#[inline]
-pub(crate) unsafe fn clear_cache(_start: usize, _len: usize) -> Result<(), Error> {
-    // No `nomem`: the compiler must not sink the caller's stores past it.
-    // SAFETY: a fence has no memory-safety preconditions.
-    unsafe { asm!("fence.i", options(nostack, preserves_flags)) };
-    Ok(())
-}
+impl Backend for FenceI {
+    const MECHANISM: &'static str = "fence.i (this hart only)";
+    const PIPELINE_MECHANISM: &'static str = "unsupported (each hart must run fence.i itself)";
+    const WHOLE_ADDRESS_SPACE: bool = true;
 
-whole_address_space_per_call!();
+    #[inline]
+    unsafe fn clear_cache(_start: usize, _len: usize) -> Result<(), Error> {
+        // No `nomem`: the compiler must not sink the caller's stores past it.
+        // SAFETY: a fence has no memory-safety preconditions.
+        unsafe { asm!("fence.i", options(nostack, preserves_flags)) };
+        Ok(())
+    }
 
-pub(crate) fn cross_modify_flush_mt() -> Result<(), Error> {
-    pipeline_flush_mt()
-}
-
-pub(crate) fn pipeline_flush_mt() -> Result<(), Error> {
-    Err(Error::new(
-        crate::ErrorKind::Unsupported,
-        "pipeline_flush_mt",
-        None,
-        "bare-metal RISC-V: every other hart must execute fence.i itself",
-    ))
-}
-
-pub(crate) fn cache_info() -> CacheInfo {
-    CacheInfo::without_lines(MECHANISM, PIPELINE_MECHANISM, true, true)
+    fn pipeline_flush_mt() -> Result<(), Error> {
+        Err(Error::new(
+            crate::ErrorKind::Unsupported,
+            "pipeline_flush_mt",
+            None,
+            "bare-metal RISC-V: every other hart must execute fence.i itself",
+        ))
+    }
 }

@@ -22,14 +22,12 @@
 
 use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
-use crate::error::Error;
-#[cfg(feature = "std")]
-use crate::error::ErrorKind;
+use super::Backend;
+use crate::error::{Error, ErrorKind};
 use crate::CacheInfo;
 
-pub(crate) const MECHANISM: &str = "riscv_flush_icache syscall (259), flags = 0 (all harts)";
-pub(crate) const PIPELINE_MECHANISM: &str =
-    "none left to do (riscv_flush_icache already covered every hart)";
+const MECHANISM: &str = "riscv_flush_icache syscall (259), flags = 0 (all harts)";
+const PIPELINE_MECHANISM: &str = "none left to do (riscv_flush_icache already covered every hart)";
 
 const NR_RISCV_FLUSH_ICACHE: libc::c_long = 259;
 /// Not `SYS_RISCV_FLUSH_ICACHE_LOCAL` (1): every hart of the process.
@@ -44,34 +42,77 @@ const PR_RISCV_SCOPE_PER_PROCESS: libc::c_ulong = 0;
 /// user-space `fence.i`, and `pipeline_flush_mt` a membarrier SYNC_CORE.
 static USER_FENCE_I: AtomicBool = AtomicBool::new(false);
 
-// No fast path: the mechanism is a system call, which can fail.
-no_fast_path!();
+/// `riscv_flush_icache(flags = 0)`, or `fence.i` after the prctl opt-in.
+pub(crate) struct RiscvLinux;
 
-pub(crate) unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> {
-    if USER_FENCE_I.load(Relaxed) {
-        fence_i();
-        return Ok(());
+impl Backend for RiscvLinux {
+    const MECHANISM: &'static str = MECHANISM;
+    const PIPELINE_MECHANISM: &'static str = PIPELINE_MECHANISM;
+
+    // No fast path (the default): the mechanism is a system call, which can
+    // fail.
+
+    unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> {
+        if USER_FENCE_I.load(Relaxed) {
+            fence_i();
+            return Ok(());
+        }
+        flush_all_harts(start, start.wrapping_add(len))
     }
-    flush_all_harts(start, start.wrapping_add(len))
-}
 
-/// A batch: one syscall (the kernel ignores the range and flushes every
-/// hart's whole instruction cache anyway), or one `fence.i`.
-pub(crate) unsafe fn clear_cache_ranges(ranges: &[(usize, usize)]) -> Result<(), Error> {
-    if USER_FENCE_I.load(Relaxed) {
-        fence_i();
-        return Ok(());
+    /// A batch: one syscall (the kernel ignores the range and flushes every
+    /// hart's whole instruction cache anyway), or one `fence.i`.
+    unsafe fn clear_cache_ranges(
+        ranges: impl Iterator<Item = (usize, usize)> + Clone,
+    ) -> Result<(), Error> {
+        if USER_FENCE_I.load(Relaxed) {
+            fence_i();
+            return Ok(());
+        }
+        let (start, end) = ranges.fold((usize::MAX, 0), |(lo, hi), (start, len)| {
+            (lo.min(start), hi.max(start.wrapping_add(len)))
+        });
+        flush_all_harts(start, end)
     }
-    let start = ranges.iter().map(|r| r.0).min().unwrap_or(0);
-    let end = ranges.iter().map(|r| r.0.wrapping_add(r.1)).max().unwrap_or(0);
-    flush_all_harts(start, end)
-}
 
-/// Double-mapped code: both mechanisms flush whole instruction caches, so
-/// the aliases need nothing special; the executable address is passed.
-pub(crate) unsafe fn clear_cache_dual(_write: usize, exec: usize, len: usize) -> Result<(), Error> {
-    // SAFETY: forwarded from the caller.
-    unsafe { clear_cache(exec, len) }
+    // Double-mapped code (the default, the executable address): both
+    // mechanisms flush whole instruction caches, so the aliases need
+    // nothing special.
+
+    /// In the default (syscall) mode there is nothing left to do; in the
+    /// user-space `fence.i` mode other harts need membarrier SYNC_CORE.
+    fn pipeline_flush_mt() -> Result<(), Error> {
+        if USER_FENCE_I.load(Relaxed) {
+            return super::linux_membarrier::pipeline_flush_mt();
+        }
+        Ok(())
+    }
+
+    // Cross-modifying code (the default, the pipeline flush): the syscall's
+    // IPIs already made every hart execute `fence.i` after the stores,
+    // which also covers harts executing the modified code right now.
+
+    fn cache_info() -> CacheInfo {
+        let user = USER_FENCE_I.load(Relaxed);
+        CacheInfo {
+            mechanism: if user { "fence.i (PR_RISCV_SET_ICACHE_FLUSH_CTX on)" } else { MECHANISM },
+            pipeline_flush_mechanism: if user {
+                super::MEMBARRIER_SYNC_CORE
+            } else {
+                PIPELINE_MECHANISM
+            },
+            cross_modify_mechanism: if user {
+                super::MEMBARRIER_SYNC_CORE
+            } else {
+                PIPELINE_MECHANISM
+            },
+            data_line: None,
+            instruction_line: None,
+            needs_clean: true,
+            needs_invalidate: true,
+            pipeline_flush_needed: user,
+        }
+    }
 }
 
 fn flush_all_harts(start: usize, end: usize) -> Result<(), Error> {
@@ -94,29 +135,11 @@ fn fence_i() {
     unsafe { core::arch::asm!("fence.i", options(nostack, preserves_flags)) };
 }
 
-/// In the default (syscall) mode there is nothing left to do; in the
-/// user-space `fence.i` mode other harts need membarrier SYNC_CORE.
-#[cfg(feature = "std")]
-pub(crate) fn pipeline_flush_mt() -> Result<(), Error> {
-    if USER_FENCE_I.load(Relaxed) {
-        return super::linux_membarrier::pipeline_flush_mt();
-    }
-    Ok(())
-}
-
-/// The syscall's IPIs already made every hart execute `fence.i` after the
-/// stores, which also covers harts executing the modified code right now.
-#[cfg(feature = "std")]
-pub(crate) fn cross_modify_flush_mt() -> Result<(), Error> {
-    pipeline_flush_mt()
-}
-
 /// Opt-in (Linux 6.10+): make a user-space `fence.i` valid across thread
 /// migration with `prctl(PR_RISCV_SET_ICACHE_FLUSH_CTX, ON, PER_PROCESS)`,
 /// so `clear_cache` no longer enters the kernel (OpenJDK measured +15%).
 /// Other threads then need membarrier SYNC_CORE, so that is registered
 /// here too; if either step fails, the library stays on the syscall.
-#[cfg(feature = "std")]
 pub(crate) fn enable_user_fence_i() -> Result<(), Error> {
     // SAFETY: prctl with integer arguments only.
     let r = unsafe {
@@ -142,15 +165,3 @@ pub(crate) fn enable_user_fence_i() -> Result<(), Error> {
     Ok(())
 }
 
-pub(crate) fn cache_info() -> CacheInfo {
-    let user = USER_FENCE_I.load(Relaxed);
-    CacheInfo {
-        mechanism: if user { "fence.i (PR_RISCV_SET_ICACHE_FLUSH_CTX on)" } else { MECHANISM },
-        pipeline_flush_mechanism: if user { super::MEMBARRIER_SYNC_CORE } else { PIPELINE_MECHANISM },
-        data_line: None,
-        instruction_line: None,
-        needs_clean: true,
-        needs_invalidate: true,
-        pipeline_flush_needed: user,
-    }
-}
