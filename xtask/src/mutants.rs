@@ -129,6 +129,34 @@ pub const MUTANTS: &[Mutant] = &[
         to: "    let _ = &FLUSH;\n    Ok(())\n",
         nth: 0,
     },
+    Mutant {
+        // The reader-side protocol (issue 10): a reader that sees the epoch
+        // move but does not synchronize its own context.
+        name: "reader skips sync_this_thread",
+        file: "src/publication.rs",
+        from: "        Chosen::sync_this_thread();\n",
+        to: "",
+        nth: 0,
+    },
+    Mutant {
+        // `MP.RF+cachesync+isb-ctrl`: the isb before the read of the
+        // publication, which the Arm model allows to fetch stale code.
+        name: "reader syncs before reading the entry point",
+        file: "tests/common/mod.rs",
+        from: "        let slot = self.pin_latest();\n        epoch.sync(seen);\n",
+        to: "        epoch.sync(seen);\n        let slot = self.pin_latest();\n",
+        nth: 0,
+    },
+    Mutant {
+        // The epoch and the entry point are stored while the invalidation
+        // may still be in flight: a reader can sync and fetch before it
+        // completes.
+        name: "writer publishes before its last dsb",
+        file: "tests/common/mod.rs",
+        from: "        asm!(\"dsb ish\", options(nostack, preserves_flags)); // completes the invalidation\n        publish();\n",
+        to: "        publish();\n        asm!(\"dsb ish\", options(nostack, preserves_flags)); // completes the invalidation\n",
+        nth: 0,
+    },
 ];
 
 /// Applies `m` to `text`, or says why it cannot (the source changed and the

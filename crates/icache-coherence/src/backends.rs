@@ -124,6 +124,19 @@ pub(crate) trait Backend {
         Self::pipeline_flush_mt()
     }
 
+    /// The calling thread's own context synchronization, for a reader that
+    /// has read a publication and branched on it (the contract of
+    /// [`crate::sync_this_thread`]). No system call, no lock, no
+    /// allocation. The default is the architecture's instruction
+    /// (`context_sync.rs`).
+    #[inline(always)]
+    fn sync_this_thread() {
+        crate::context_sync::sync_this_thread();
+    }
+
+    /// What `sync_this_thread` executes, for humans.
+    const SYNC_THIS_THREAD_MECHANISM: &'static str = crate::context_sync::MECHANISM;
+
     /// What the backend does and the line sizes it uses. The default is for
     /// backends that step by no lines themselves.
     fn cache_info() -> CacheInfo {
@@ -131,6 +144,7 @@ pub(crate) trait Backend {
             mechanism: Self::MECHANISM,
             pipeline_flush_mechanism: Self::PIPELINE_MECHANISM,
             cross_modify_mechanism: Self::CROSS_MODIFY_MECHANISM,
+            sync_this_thread_mechanism: Self::SYNC_THIS_THREAD_MECHANISM,
             data_line: None,
             instruction_line: None,
             needs_clean: Self::MAINTENANCE_NEEDED,

@@ -60,7 +60,14 @@ pub struct Error {
     call: &'static str,
     code: Option<i32>,
     detail: &'static str,
+    /// What works instead, where something does.
+    advice: Option<&'static str>,
 }
+
+/// The advice of every error that means "other threads cannot be made to
+/// synchronize from here": the reader-side protocol always works.
+pub(crate) const USE_CODE_EPOCH: &str =
+    "publish with icache_coherence::CodeEpoch instead (each reader calls sync_this_thread after reading the publication)";
 
 impl Error {
     pub(crate) const fn new(
@@ -74,7 +81,21 @@ impl Error {
             call,
             code,
             detail,
+            advice: None,
         }
+    }
+
+    /// The same error, saying that the reader-side protocol
+    /// ([`crate::CodeEpoch`]) works where this call cannot.
+    pub(crate) const fn or_code_epoch(mut self) -> Self {
+        self.advice = Some(USE_CODE_EPOCH);
+        self
+    }
+
+    /// What works instead, where the library knows something that does
+    /// (for the pipeline flushes: [`crate::CodeEpoch`]).
+    pub fn advice(&self) -> Option<&'static str> {
+        self.advice
     }
 
     /// An error from an OS call that reported `code` (an `errno`, a Win32
@@ -126,7 +147,11 @@ impl fmt::Display for Error {
             #[cfg(not(icache_std))]
             write!(f, ": os error {}", code)?;
         }
-        write!(f, ": {}", self.detail)
+        write!(f, ": {}", self.detail)?;
+        if let Some(advice) = self.advice {
+            write!(f, "; {advice}")?;
+        }
+        Ok(())
     }
 }
 

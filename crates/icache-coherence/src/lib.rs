@@ -4,6 +4,7 @@
 
 mod backends;
 mod batch;
+mod context_sync;
 #[cfg(any(test, icache_ctr_el0))]
 mod ctr_el0;
 mod dispatch;
@@ -13,12 +14,14 @@ mod error;
 mod lines;
 #[cfg(any(test, icache_membarrier))]
 mod membarrier;
+mod publication;
 
 pub use batch::clear_cache_ranges;
 #[cfg(icache_std)]
 pub use batch::{batch, Batch, Publish};
 use error::ApiResult;
 pub use error::{Error, ErrorKind};
+pub use publication::CodeEpoch;
 
 use backends::{Backend, Chosen};
 use core::ffi::c_void;
@@ -122,6 +125,41 @@ pub fn pipeline_flush_mt() -> ApiResult {
     error::api(Chosen::pipeline_flush_mt())
 }
 
+/// Makes the calling thread's next instruction fetches see every
+/// publication of code it has already observed.
+///
+/// This is the reader's side of publishing code to other threads, and the
+/// way to do it where [`pipeline_flush_mt`] cannot give its guarantee (see
+/// [`CodeEpoch`], which calls it only when something changed). The writer
+/// must have completed [`clear_cache`] before it published; the reader must
+/// have **read** the publication (an entry point, a flag, an epoch), and its
+/// next action must **depend on what it read**, before it calls this.
+/// Called before the read it guarantees nothing (the catalogue test
+/// `MP.RF+cachesync+isb-ctrl` of the published Arm model allows a stale
+/// fetch there; `MP.RF+cachesync+ctrlisb` forbids it).
+///
+/// It makes no system call, takes no lock and allocates nothing, so it may
+/// be called in a signal handler. What it executes:
+///
+/// | architecture | instruction |
+/// |---|---|
+/// | AArch64, 32-bit Arm v7+ and M profile | `isb` |
+/// | 32-bit Arm v6 | CP15 Flush Prefetch Buffer (`mcr p15, 0, r, c7, c5, 4`) |
+/// | POWER | `isync` |
+/// | x86, x86-64 | `SERIALIZE` where CPUID reports it, else `CPUID` (Intel SDM vol. 3, 9.1.3, the executing processor's step) |
+/// | RISC-V Linux | nothing after `riscv_flush_icache(flags = 0)` (every hart already ran `fence.i`); `fence.i` after `riscv::enable_user_fence_i` |
+/// | RISC-V bare metal | `fence.i` |
+/// | LoongArch | `ibar 0` |
+/// | MIPS | `jr.hb` (clears the instruction hazard after another thread's `cacheflush`) |
+/// | s390x | `bcr 15,0` (serialization) |
+/// | Miri, wasm | nothing |
+///
+/// [`cache_info`] names it at run time (`sync_this_thread_mechanism`).
+#[inline(always)]
+pub fn sync_this_thread() {
+    Chosen::sync_this_thread();
+}
+
 /// What this platform needs and what the library does about it.
 ///
 /// JIT authors use it to keep patchable instructions within one cache line,
@@ -135,6 +173,9 @@ pub struct CacheInfo {
     pub pipeline_flush_mechanism: &'static str,
     /// The mechanism [`cross_modify_flush_mt`] uses, for humans.
     pub cross_modify_mechanism: &'static str,
+    /// What [`sync_this_thread`] executes, for humans: the reader's step of
+    /// [`CodeEpoch`], which works where [`pipeline_flush_mt`] cannot.
+    pub sync_this_thread_mechanism: &'static str,
     /// The data-cache line size the library steps by, where it steps by one
     /// itself (`None` where the OS does the maintenance or none is needed).
     pub data_line: Option<usize>,

@@ -66,7 +66,8 @@ pub(crate) fn register(sys: impl Fn(i32) -> Result<i32, i32>) -> Result<(), Erro
                 Some(ENOSYS),
                 "this kernel (before Linux 4.3) or sandbox (gVisor, some seccomp profiles) \
                  has no membarrier, so other threads cannot be made to synchronize",
-            ))
+            )
+            .or_code_epoch())
         }
         Err(EPERM) => {
             return Err(Error::new(
@@ -75,7 +76,8 @@ pub(crate) fn register(sys: impl Fn(i32) -> Result<i32, i32>) -> Result<(), Erro
                 Some(EPERM),
                 "a sandbox (seccomp or container profile) denies membarrier, so other \
                  threads cannot be made to synchronize",
-            ))
+            )
+            .or_code_epoch())
         }
         Err(errno) => {
             return Err(Error::os(
@@ -93,7 +95,8 @@ pub(crate) fn register(sys: impl Fn(i32) -> Result<i32, i32>) -> Result<(), Erro
             None,
             "the kernel does not offer MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE \
              (it needs Linux 4.16+ and an architecture that implements it)",
-        ));
+        )
+        .or_code_epoch());
     }
     sys(CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE)
         .map(drop)
@@ -115,13 +118,15 @@ fn refused(call: &'static str, errno: i32) -> Error {
             call,
             Some(EPERM),
             "a sandbox (seccomp or container profile) denies this membarrier command",
-        ),
+        )
+        .or_code_epoch(),
         EINVAL | ENOSYS => Error::new(
             ErrorKind::Unsupported,
             call,
             Some(errno),
             "the kernel does not implement this membarrier command",
-        ),
+        )
+        .or_code_epoch(),
         _ => Error::os(call, errno, "membarrier failed"),
     }
 }
@@ -327,6 +332,34 @@ mod tests {
                 "kernel answers query={q:?} register={r:?} sync={s:?}"
             );
         }
+    }
+
+    #[test]
+    fn every_refusal_names_the_reader_side_protocol() {
+        let refusals = [
+            kernel(Err(ENOSYS), Ok(0), Ok(0)),
+            kernel(Err(EPERM), Ok(0), Ok(0)),
+            kernel(Ok(0x1f), Ok(0), Ok(0)),
+            kernel(Ok(FULL_MASK), Err(EPERM), Ok(0)),
+            kernel(Ok(FULL_MASK), Err(EINVAL), Ok(0)),
+            kernel(Ok(FULL_MASK), Ok(0), Err(EPERM)),
+            kernel(Ok(FULL_MASK), Ok(0), Err(EINVAL)),
+        ];
+        for k in refusals {
+            let e = outcome(&k).unwrap_err();
+            assert!(
+                matches!(
+                    e.kind(),
+                    ErrorKind::Unsupported | ErrorKind::PermissionDenied
+                ),
+                "{e}"
+            );
+            assert!(std::format!("{e}").contains("CodeEpoch"), "{e}");
+            assert_eq!(e.advice(), Some(crate::error::USE_CODE_EPOCH));
+        }
+        // A transient failure is no reason to change protocols.
+        let e = outcome(&kernel(Ok(FULL_MASK), Err(12), Ok(0))).unwrap_err();
+        assert_eq!(e.advice(), None);
     }
 
     #[test]

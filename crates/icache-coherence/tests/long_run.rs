@@ -60,6 +60,58 @@ fn eight_readers_never_run_stale_code_while_it_is_republished() {
     );
 }
 
+/// The reader-side protocol (`CodeEpoch`) instead of `pipeline_flush_mt`:
+/// one writer republishes into a ring of 4 RWX pages, 3 readers read the
+/// publication, sync with the epoch, and call. Under plain qemu it passes
+/// whatever the library does (qemu's instruction fetch is coherent); under
+/// icache-check on AArch64 (CI runs the suite there on cortex-a72 and
+/// a64fx) a reader that runs the code without an `isb` ordered after the
+/// writer's completed maintenance is a violation. The mutants "reader skips
+/// sync_this_thread", "reader syncs before reading the entry point" and
+/// "writer publishes before its last dsb" must make it fail there.
+#[test]
+fn readers_on_the_epoch_protocol_never_run_stale_code_from_a_ring_of_pages() {
+    const EPOCH_READERS: usize = 3;
+    let publishes: u32 = std::env::var("ICACHE_EPOCH_PUBLISHES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000);
+    let f = Republished::with_epoch(4);
+    let done = AtomicBool::new(false);
+    let wrong = AtomicU64::new(0);
+    let calls = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..EPOCH_READERS {
+            s.spawn(|| {
+                pin_to(Role::Reader);
+                let (mut seen, mut last_seen) = (0, 0);
+                while !done.load(SeqCst) {
+                    let (got, want) = f.call_latest_synced(&mut seen);
+                    if got != want || got < last_seen {
+                        wrong.fetch_add(1, SeqCst);
+                    }
+                    last_seen = got;
+                    calls.fetch_add(1, SeqCst);
+                }
+            });
+        }
+        pin_to(Role::Writer);
+        for value in 2..=publishes {
+            f.publish(value);
+        }
+        done.store(true, SeqCst);
+    });
+    let (wrong, calls) = (wrong.load(SeqCst), calls.load(SeqCst));
+    println!(
+        "epoch run: {publishes} publishes, {calls} calls by {EPOCH_READERS} readers, {wrong} wrong"
+    );
+    assert_eq!(wrong, 0, "{wrong} calls ran stale code");
+    assert!(
+        calls >= EPOCH_READERS as u64,
+        "the readers barely ran: {calls} calls"
+    );
+}
+
 enum Role {
     Writer,
     Reader,

@@ -135,7 +135,8 @@ impl Backend for Aarch64 {
             None,
             "no broadcast context synchronization is implemented for this OS on AArch64; \
              run published code only on the thread that called clear_cache",
-        ))
+        )
+        .or_code_epoch())
     }
 
     // Cross-modifying code (the default, the pipeline flush): Arm ARM,
@@ -150,6 +151,7 @@ impl Backend for Aarch64 {
             mechanism: MECHANISM,
             pipeline_flush_mechanism: PIPELINE_MECHANISM,
             cross_modify_mechanism: Self::CROSS_MODIFY_MECHANISM,
+            sync_this_thread_mechanism: Self::SYNC_THIS_THREAD_MECHANISM,
             data_line: Some(ctr.dline()),
             instruction_line: Some(ctr.iline()),
             needs_clean: !ctr.idc(),

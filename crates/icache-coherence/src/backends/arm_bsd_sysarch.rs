@@ -48,6 +48,7 @@ impl Backend for ArmSysarch {
             "pipeline_flush_mt",
             None,
             "no broadcast context synchronization is implemented for this OS on 32-bit Arm",
-        ))
+        )
+        .or_code_epoch())
     }
 }

@@ -57,6 +57,7 @@ impl Backend for Coherent {
             "cross_modify_flush_mt",
             None,
             "no process-wide serializing mechanism is implemented for this OS",
-        ))
+        )
+        .or_code_epoch())
     }
 }

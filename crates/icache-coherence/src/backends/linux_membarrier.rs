@@ -67,7 +67,8 @@ fn android_guard() -> Result<(), Error> {
             "membarrier(MEMBARRIER_CMD_QUERY)",
             None,
             "not attempted: Android before API level 29 kills apps that call membarrier (SIGSYS)",
-        ));
+        )
+        .or_code_epoch());
     }
     Ok(())
 }

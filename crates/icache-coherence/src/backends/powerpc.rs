@@ -127,6 +127,7 @@ impl Backend for Power {
             mechanism: MECHANISM,
             pipeline_flush_mechanism: Self::PIPELINE_MECHANISM,
             cross_modify_mechanism: Self::CROSS_MODIFY_MECHANISM,
+            sync_this_thread_mechanism: Self::SYNC_THIS_THREAD_MECHANISM,
             data_line: Some(g.dblock),
             instruction_line: Some(g.iblock),
             needs_clean: !g.snoop,

@@ -35,6 +35,7 @@ impl Backend for FenceI {
             "pipeline_flush_mt",
             None,
             "bare-metal RISC-V: every other hart must execute fence.i itself",
-        ))
+        )
+        .or_code_epoch())
     }
 }

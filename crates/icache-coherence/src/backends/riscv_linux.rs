@@ -88,6 +88,24 @@ impl Backend for RiscvLinux {
         Ok(())
     }
 
+    /// A reader's own step. In the default mode nothing is left: the
+    /// writer's `riscv_flush_icache(flags = 0)` made every hart of the
+    /// process execute `fence.i` (or marked it to do so before it runs this
+    /// process again) after the writer's stores, before the syscall
+    /// returned, so a reader that read the publication afterwards fetches
+    /// the new code. After the prctl opt-in the writer only ran a local
+    /// `fence.i`, and the kernel keeps a user `fence.i` valid across
+    /// migration: the reader runs its own.
+    #[inline(always)]
+    fn sync_this_thread() {
+        if USER_FENCE_I.load(Relaxed) {
+            fence_i();
+        }
+    }
+
+    const SYNC_THIS_THREAD_MECHANISM: &'static str =
+        "nothing after riscv_flush_icache(flags = 0); fence.i after the prctl opt-in";
+
     // Cross-modifying code (the default, the pipeline flush): the syscall's
     // IPIs already made every hart execute `fence.i` after the stores,
     // which also covers harts executing the modified code right now.
@@ -105,6 +123,11 @@ impl Backend for RiscvLinux {
                 super::MEMBARRIER_SYNC_CORE
             } else {
                 PIPELINE_MECHANISM
+            },
+            sync_this_thread_mechanism: if user {
+                "fence.i"
+            } else {
+                "nothing (riscv_flush_icache already covered every hart)"
             },
             data_line: None,
             instruction_line: None,

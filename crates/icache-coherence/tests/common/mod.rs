@@ -235,11 +235,27 @@ pub struct Republished {
     latest: std::sync::atomic::AtomicUsize,
     expected: Vec<std::sync::atomic::AtomicU32>,
     pins: Vec<std::sync::atomic::AtomicUsize>,
+    /// Publish with the reader-side protocol instead of `pipeline_flush_mt`.
+    epoch: Option<icache_coherence::CodeEpoch>,
 }
 
 impl Republished {
     /// `slots` pages, publishing `1` first.
     pub fn new(slots: usize, w_xor_x: bool) -> Republished {
+        Republished::build(slots, w_xor_x, None)
+    }
+
+    /// `slots` RWX pages published with a [`icache_coherence::CodeEpoch`]:
+    /// no `pipeline_flush_mt`; readers use [`Republished::call_latest_synced`].
+    pub fn with_epoch(slots: usize) -> Republished {
+        Republished::build(slots, false, Some(icache_coherence::CodeEpoch::new()))
+    }
+
+    fn build(
+        slots: usize,
+        w_xor_x: bool,
+        epoch: Option<icache_coherence::CodeEpoch>,
+    ) -> Republished {
         let r = Republished {
             pages: CodePages::new(slots),
             slots,
@@ -247,6 +263,7 @@ impl Republished {
             latest: Default::default(),
             expected: (0..slots).map(|_| Default::default()).collect(),
             pins: (0..slots).map(|_| Default::default()).collect(),
+            epoch,
         };
         if !w_xor_x {
             (0..slots).for_each(|k| r.pages.writable_and_executable(k));
@@ -268,6 +285,15 @@ impl Republished {
             }
         };
         let code = return_n(value);
+        if let Some(epoch) = &self.epoch {
+            let f = self.pages.write(slot, 0, &code);
+            self.expected[slot].store(value, SeqCst);
+            make_coherent_then(f, code.len(), || {
+                epoch.advance();
+                self.latest.store(slot, SeqCst);
+            });
+            return;
+        }
         if self.w_xor_x {
             self.pages.writable(slot);
         }
@@ -283,18 +309,70 @@ impl Republished {
 
     /// Calls the latest function: (what it returned, what it should return).
     pub fn call_latest(&self) -> (u32, u32) {
+        let slot = self.pin_latest();
+        self.call_pinned(slot)
+    }
+
+    /// The reader side of the epoch protocol: read the publication (pin the
+    /// latest slot), then sync with the epoch, then call. `seen` is this
+    /// reader's last-seen epoch.
+    pub fn call_latest_synced(&self, seen: &mut usize) -> (u32, u32) {
+        let epoch = self.epoch.as_ref().expect("built with_epoch");
+        let slot = self.pin_latest();
+        epoch.sync(seen);
+        self.call_pinned(slot)
+    }
+
+    /// Reads the publication: the latest slot, pinned so that the writer
+    /// cannot rewrite it while it runs.
+    fn pin_latest(&self) -> usize {
         use std::sync::atomic::Ordering::SeqCst;
-        let slot = loop {
+        loop {
             let k = self.latest.load(SeqCst);
             self.pins[k].fetch_add(1, SeqCst);
             if self.latest.load(SeqCst) == k {
                 break k;
             }
             self.pins[k].fetch_sub(1, SeqCst);
-        };
+        }
+    }
+
+    fn call_pinned(&self, slot: usize) -> (u32, u32) {
+        use std::sync::atomic::Ordering::SeqCst;
         let want = self.expected[slot].load(SeqCst);
         let got = self.pages.call(slot, 0);
         self.pins[slot].fetch_sub(1, SeqCst);
         (got, want)
     }
+}
+
+/// The writer's side of the epoch protocol: the maintenance of `[code,
+/// code + len)`, then `publish`. On AArch64 the sequence is spelled out here
+/// (stepping by 4 bytes, which covers every line whatever CTR_EL0 says) so
+/// that a mutant can place the publication exactly between `ic ivau` and
+/// the `dsb ish` that completes it; the writer itself never runs the code,
+/// so it needs no `isb`.
+#[cfg(target_arch = "aarch64")]
+pub fn make_coherent_then(code: *const c_void, len: usize, publish: impl FnOnce()) {
+    use core::arch::asm;
+    let start = code as usize & !3;
+    let words = (start..code as usize + len).step_by(4);
+    unsafe {
+        for w in words.clone() {
+            asm!("dc cvau, {}", in(reg) w as u64, options(nostack, preserves_flags));
+        }
+        asm!("dsb ish", options(nostack, preserves_flags));
+        for w in words {
+            asm!("ic ivau, {}", in(reg) w as u64, options(nostack, preserves_flags));
+        }
+        asm!("dsb ish", options(nostack, preserves_flags)); // completes the invalidation
+        publish();
+    }
+}
+
+/// The writer's side of the epoch protocol: `clear_cache`, then `publish`.
+#[cfg(not(target_arch = "aarch64"))]
+pub fn make_coherent_then(code: *const c_void, len: usize, publish: impl FnOnce()) {
+    unsafe { icache_coherence::clear_cache(code, len) }.unwrap();
+    publish();
 }
