@@ -157,6 +157,14 @@ pub const MUTANTS: &[Mutant] = &[
         to: "        publish();\n        asm!(\"dsb ish\", options(nostack, preserves_flags)); // completes the invalidation\n",
         nth: 0,
     },
+    Mutant {
+        // A panicking closure leaves the code it added without maintenance.
+        name: "batch skips its completion on panic",
+        file: "src/batch.rs",
+        from: "        if !self.batch.ranges.is_empty() {\n            let _ = self.complete();\n        }\n",
+        to: "",
+        nth: 0,
+    },
 ];
 
 /// Applies `m` to `text`, or says why it cannot (the source changed and the

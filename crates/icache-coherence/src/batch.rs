@@ -92,9 +92,17 @@ impl Batch {
 /// barriers (see [`clear_cache_ranges`] for what each platform does) and,
 /// for [`Publish::AllThreads`], one [`pipeline_flush_mt`](crate::pipeline_flush_mt).
 ///
-/// The completion runs whatever `f` returns, so code written before an
-/// error is never left half-maintained; `f`'s error is then returned. There
-/// is no other way to complete a [`Batch`], so the barriers cannot be
+/// The completion runs whatever `f` does, so code written before a failure
+/// is never left half-maintained:
+///
+/// - `f` returns `Err`: the completion (and, for [`Publish::AllThreads`],
+///   the pipeline flush) runs first, then `f`'s error is returned; if the
+///   completion itself failed, its error is returned instead, since it says
+///   that the code already written is not coherent.
+/// - `f` panics: the completion and the flush run while the panic unwinds
+///   (their errors cannot be reported then), and the panic goes on.
+///
+/// There is no other way to complete a [`Batch`], so the barriers cannot be
 /// skipped by mistake.
 ///
 /// ```
@@ -118,16 +126,45 @@ pub fn batch<R>(
     publish: Publish,
     f: impl FnOnce(&mut Batch) -> std::io::Result<R>,
 ) -> std::io::Result<R> {
-    let mut b = Batch { ranges: Vec::new() };
-    let result = f(&mut b);
-    // SAFETY: every range was validated by `Batch::add`, whose caller
-    // promised it stays mapped until now.
-    unsafe { complete(&b.ranges) }?;
-    let value = result?;
-    if publish == Publish::AllThreads {
-        pipeline_flush_mt()?;
+    let mut pending = Pending {
+        batch: Batch { ranges: Vec::new() },
+        publish,
+    };
+    let result = f(&mut pending.batch);
+    pending.complete()?;
+    result
+}
+
+/// A batch that is completed exactly once: by [`Pending::complete`], or,
+/// if `f` panicked, when it is dropped during the unwinding.
+#[cfg(icache_std)]
+struct Pending {
+    batch: Batch,
+    publish: Publish,
+}
+
+#[cfg(icache_std)]
+impl Pending {
+    fn complete(&mut self) -> std::io::Result<()> {
+        let ranges = core::mem::take(&mut self.batch.ranges);
+        // SAFETY: every range was validated by `Batch::add`, whose caller
+        // promised it stays mapped until `batch` returns.
+        unsafe { complete(&ranges) }?;
+        if self.publish == Publish::AllThreads {
+            pipeline_flush_mt()?;
+        }
+        Ok(())
     }
-    Ok(value)
+}
+
+#[cfg(icache_std)]
+impl Drop for Pending {
+    /// Only reached with ranges left when `f` panicked: `complete` took them.
+    fn drop(&mut self) {
+        if !self.batch.ranges.is_empty() {
+            let _ = self.complete();
+        }
+    }
 }
 
 /// The ranges of a batch, each validated and non-empty, with one set of

@@ -116,3 +116,41 @@ fn batch_for_all_threads_lets_other_threads_run_the_code() {
         }
     });
 }
+
+/// A closure that fails after writing code: the code it added is still made
+/// coherent before the error comes back (under icache-check, calling it
+/// would otherwise be reported).
+#[test]
+fn a_batch_whose_closure_fails_still_completes_what_it_added() {
+    let pages = CodePages::new(1);
+    let code = return_n(4242);
+    let err = batch(Publish::ThisThread, |b| -> std::io::Result<()> {
+        let f = pages.write(0, 0, &code);
+        unsafe { b.add(f, code.len())? };
+        Err(std::io::Error::other("the JIT gave up halfway"))
+    })
+    .unwrap_err();
+    assert_eq!(err.to_string(), "the JIT gave up halfway");
+    pages.executable(0);
+    assert_eq!(pages.call(0, 0), 4242);
+}
+
+/// A closure that panics after writing code: the completion runs while the
+/// panic unwinds, so the code it added is coherent afterwards. Under plain
+/// qemu this passes whatever happens; under icache-check (the mutant "batch
+/// skips its completion on panic") the call below is a violation.
+#[test]
+fn a_batch_whose_closure_panics_still_completes_what_it_added() {
+    let pages = CodePages::new(1);
+    let code = return_n(4343);
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        batch(Publish::ThisThread, |b| -> std::io::Result<()> {
+            let f = pages.write(0, 0, &code);
+            unsafe { b.add(f, code.len())? };
+            panic!("the JIT panicked halfway");
+        })
+    }));
+    assert!(unwound.is_err(), "the panic must go on");
+    pages.executable(0);
+    assert_eq!(pages.call(0, 0), 4343);
+}
