@@ -100,8 +100,15 @@ pub unsafe fn clear_cache_core(ptr: *const c_void, len: usize) -> Result<(), Err
 /// [`clear_cache`] can ever execute the code (see the crate docs).
 ///
 /// It has the semantics of the crate it replaces: it covers code published
-/// at addresses that no thread is executing. On x86, x86-64 and s390x that
-/// needs nothing, and this function compiles to nothing.
+/// at addresses that no thread is executing. On x86, x86-64 and s390x it
+/// compiles to nothing: that is what every x86 JIT does in practice, not a
+/// guarantee of the Intel SDM, whose cross-modifying-code algorithm (vol. 3,
+/// 9.1.3) asks the executing processor for a serializing instruction. For
+/// the SDM's guarantee use [`sync_this_thread`] on the readers (through
+/// [`CodeEpoch`]) or [`cross_modify_flush_mt`] from the writer.
+///
+/// Where this function cannot give its guarantee (the errors below), publish
+/// with [`CodeEpoch`] instead: it needs no kernel broadcast at all.
 ///
 /// # Errors
 ///
@@ -248,7 +255,7 @@ pub unsafe fn clear_cache_dual(
 /// [`pipeline_flush_mt`] covers publishing code at addresses that no thread
 /// is executing, which needs nothing on x86. Rewriting instructions that
 /// another thread may be executing right now is different: Intel SDM vol. 3,
-/// 8.1.3 requires the executing processor to run a serializing instruction
+/// 9.1.3 (8.1.3 in older editions) requires the executing processor to run a serializing instruction
 /// after the modification. Call this after the patch (and after
 /// [`clear_cache`]) when a thread may be inside the patched code; it does:
 ///

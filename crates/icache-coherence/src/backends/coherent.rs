@@ -1,16 +1,24 @@
 //! x86, x86-64 and s390x: instruction fetch is coherent with data stores in
-//! hardware, so there is nothing to do, and it compiles to nothing.
+//! hardware, so `clear_cache` has nothing to do and compiles to nothing.
 //!
-//! Intel SDM vol. 3, 8.1.3 "Handling Self- and Cross-Modifying Code": code
-//! written at addresses that no thread is executing needs no maintenance (a
-//! jump to it suffices). z/Architecture Principles of Operation, "Storage
-//! operand fetch references": instruction fetches observe prior stores of the
-//! same CPU, and of other CPUs once those are observed.
+//! What `pipeline_flush_mt` does here, and what that rests on. It does
+//! nothing. That is what every x86 JIT does in practice when it publishes
+//! code at addresses no thread is executing, and what the crate we replace
+//! does; it is practice, not a guarantee of the Intel SDM. The SDM (vol. 3,
+//! "Handling Self- and Cross-Modifying Code", 9.1.3; 8.1.3 in older
+//! editions) gives its guarantee for code written by one processor and run
+//! by another only if the executing processor runs a serializing
+//! instruction ("Serializing Instructions", 9.3; 8.3 in older editions)
+//! between: "jump to the new code" is its self-modifying case. The two ways
+//! to get the SDM's guarantee from this crate are `sync_this_thread` on
+//! each reader (SERIALIZE or CPUID; see `CodeEpoch`) and
+//! `cross_modify_flush_mt` from the writer (membarrier SYNC_CORE on Linux).
 //!
-//! Rewriting code that another thread may be executing *right now* is
-//! cross-modifying code and needs a serializing instruction on the executing
-//! thread: that is not `pipeline_flush_mt`'s contract (which, like the crate
-//! it replaces, covers publishing code at fresh addresses).
+//! s390x: z/Architecture Principles of Operation, "Storage operand fetch
+//! references" and "CPU Serialization": instruction fetches observe prior
+//! stores of the same CPU; for another CPU's stores, a serializing
+//! operation discards prefetched instructions (`sync_this_thread` runs
+//! `bcr 15,0`).
 
 use super::Backend;
 use crate::error::Error;
@@ -39,7 +47,7 @@ impl Backend for Coherent {
         Ok(())
     }
 
-    /// Cross-modifying code on x86 (Intel SDM vol. 3, 8.1.3) and s390x needs
+    /// Cross-modifying code on x86 (Intel SDM vol. 3, 9.1.3) and s390x needs
     /// a serializing instruction on every thread that may be executing the
     /// old code; on Linux, membarrier SYNC_CORE provides exactly that (its
     /// x86 implementation runs `sync_core_before_usermode`). HotSpot uses

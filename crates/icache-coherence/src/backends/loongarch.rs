@@ -5,8 +5,9 @@
 //! instruction fetches observe the earlier stores (LoongArch Reference Manual
 //! vol. 1, "IBAR"; arch/loongarch/include/asm/cacheflush.h: "LoongArch
 //! maintains ICache/DCache coherency by hardware, we just need ibar").
-//! Other threads need `pipeline_flush_mt`, which asks membarrier SYNC_CORE
-//! and reports the kernel's answer (an error where it is not implemented).
+//! Other threads: `pipeline_flush_mt` asks membarrier SYNC_CORE, which no
+//! Linux kernel implements on LoongArch so far, so it returns `Unsupported`;
+//! the way that works is `CodeEpoch`, whose readers run their own `ibar 0`.
 
 use core::arch::asm;
 
@@ -18,7 +19,11 @@ pub(crate) struct LoongArch;
 
 impl Backend for LoongArch {
     const MECHANISM: &'static str = "ibar 0";
-    const PIPELINE_MECHANISM: &'static str = super::MEMBARRIER_SYNC_CORE;
+    /// No Linux kernel implements membarrier SYNC_CORE on LoongArch
+    /// (Documentation/features/sched/membarrier-sync-core/arch-support.txt),
+    /// so the call reports the kernel's refusal.
+    const PIPELINE_MECHANISM: &'static str =
+        "membarrier SYNC_CORE: Unsupported on every Linux kernel so far; publish with CodeEpoch (ibar 0 on the readers)";
     const WHOLE_ADDRESS_SPACE: bool = true;
     /// The caches are coherent in hardware; only the pipeline needs `ibar`.
     const MAINTENANCE_NEEDED: bool = false;

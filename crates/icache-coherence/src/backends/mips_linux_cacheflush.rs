@@ -5,8 +5,10 @@
 //! inline asm for MIPS is not stable in Rust; the syscall
 //! (arch/mips/mm/cache.c `sys_cacheflush`) works on every revision and
 //! flushes both caches for the range. BCACHE = ICACHE | DCACHE = 3
-//! (`<asm/cachectl.h>`). Other threads need `pipeline_flush_mt`, which asks
-//! membarrier SYNC_CORE and reports the kernel's answer.
+//! (`<asm/cachectl.h>`). Other threads: `pipeline_flush_mt` asks membarrier
+//! SYNC_CORE, which no Linux kernel implements on MIPS so far, so it returns
+//! `Unsupported`; the way that works is `CodeEpoch`, whose readers run their
+//! own `jr.hb`.
 
 use super::Backend;
 use crate::error::Error;
@@ -18,7 +20,11 @@ pub(crate) struct MipsCacheflush;
 
 impl Backend for MipsCacheflush {
     const MECHANISM: &'static str = "cacheflush syscall, BCACHE";
-    const PIPELINE_MECHANISM: &'static str = super::MEMBARRIER_SYNC_CORE;
+    /// No Linux kernel implements membarrier SYNC_CORE on MIPS
+    /// (Documentation/features/sched/membarrier-sync-core/arch-support.txt),
+    /// so the call reports the kernel's refusal.
+    const PIPELINE_MECHANISM: &'static str =
+        "membarrier SYNC_CORE: Unsupported on every Linux kernel so far; publish with CodeEpoch (jr.hb on the readers)";
 
     unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> {
         // SAFETY: the caller guarantees the range is mapped.

@@ -36,6 +36,7 @@ const FLAGS_ALL_HARTS: libc::c_ulong = 0;
 /// `prctl` constants from include/uapi/linux/prctl.h (Linux 6.10+).
 const PR_RISCV_SET_ICACHE_FLUSH_CTX: libc::c_int = 71;
 const PR_RISCV_CTX_SW_FENCEI_ON: libc::c_ulong = 0;
+const PR_RISCV_CTX_SW_FENCEI_OFF: libc::c_ulong = 1;
 const PR_RISCV_SCOPE_PER_PROCESS: libc::c_ulong = 0;
 
 /// Set once [`enable_user_fence_i`] succeeded: `clear_cache` is then a
@@ -183,7 +184,20 @@ pub(crate) fn enable_user_fence_i() -> Result<(), Error> {
              clear_cache keeps using the riscv_flush_icache syscall",
         ));
     }
-    super::linux_membarrier::pipeline_flush_mt()?;
+    if let Err(e) = super::linux_membarrier::pipeline_flush_mt() {
+        // Without a broadcast for the other harts the opt-in is useless:
+        // hand the kernel its per-switch `fence.i` work back. Best effort;
+        // the library stays on the syscall either way.
+        // SAFETY: prctl with integer arguments only.
+        let _ = unsafe {
+            libc::prctl(
+                PR_RISCV_SET_ICACHE_FLUSH_CTX,
+                PR_RISCV_CTX_SW_FENCEI_OFF,
+                PR_RISCV_SCOPE_PER_PROCESS,
+            )
+        };
+        return Err(e);
+    }
     USER_FENCE_I.store(true, Relaxed);
     Ok(())
 }

@@ -6,11 +6,22 @@
 //! "FlushInstructionCache function"). It is a system call, and the return to
 //! user mode synchronizes the calling thread's context.
 //!
-//! `FlushProcessWriteBuffers` interrupts every processor running a thread of
-//! the process (an IPI); the return from that interrupt is the context
-//! synchronization the other threads need on Arm64 (PLATFORMS.md, Windows).
-//! On x86 and x86-64, code published at fresh addresses needs nothing more,
-//! so `pipeline_flush_mt` costs nothing there.
+//! What Microsoft documents, and what is inference. Microsoft Learn
+//! documents `FlushProcessWriteBuffers` only as flushing the write queue of
+//! each processor running a thread of the process, by an IPI: write
+//! visibility, nothing about instruction fetch. That the other threads'
+//! contexts are synchronized is our inference from the mechanism: each
+//! interrupted Arm64 core returns from the IPI with an exception return,
+//! which the Arm ARM makes a context synchronization event (with
+//! SCTLR_EL1.EOS = 1, the architecture's default), and HotSpot on
+//! Windows/AArch64 does not rely on it either (it uses a consumer-side
+//! `isb`). So on Arm64 the calling thread gets an explicit `isb` after both
+//! calls, which does not depend on what the kernel's return path does, and
+//! readers that need a documented guarantee use `CodeEpoch`, whose
+//! `sync_this_thread` is their own `isb`. On x86 and x86-64, code published
+//! at fresh addresses needs nothing more, so `pipeline_flush_mt` costs
+//! nothing there (what every x86 JIT does; see `coherent.rs` for the SDM's
+//! guarantee).
 
 use core::ffi::c_void;
 
@@ -51,6 +62,7 @@ impl Backend for Windows {
                 "the instruction cache could not be flushed",
             ));
         }
+        caller_isb();
         Ok(())
     }
 
@@ -59,6 +71,7 @@ impl Backend for Windows {
         if FLUSH_NEEDED {
             // SAFETY: no preconditions; it cannot fail.
             unsafe { windows_sys::Win32::System::Threading::FlushProcessWriteBuffers() };
+            caller_isb();
         }
         Ok(())
     }
@@ -70,6 +83,19 @@ impl Backend for Windows {
     fn cross_modify_flush_mt() -> Result<(), Error> {
         // SAFETY: no preconditions; it cannot fail.
         unsafe { windows_sys::Win32::System::Threading::FlushProcessWriteBuffers() };
+        caller_isb();
         Ok(())
     }
+}
+
+/// Arm64: the calling thread's own context synchronization, so that its
+/// guarantee rests on the architecture and not on the return path of the
+/// system call (see the module docs). Nothing elsewhere.
+#[inline(always)]
+fn caller_isb() {
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: a barrier has no memory-safety preconditions.
+    unsafe {
+        core::arch::asm!("isb", options(nostack, preserves_flags))
+    };
 }
