@@ -72,7 +72,7 @@ struct Choice {
 #[derive(Clone, Copy, PartialEq)]
 enum Calls {
     None,
-    /// Calls that report their own codes (Win32, Mach).
+    /// Calls that report their own OS error numbers (Win32).
     OwnCodes,
     /// Calls that report through `errno`.
     Errno,
@@ -100,7 +100,9 @@ fn choose(t: &Target) -> Option<Choice> {
     } else if t.family == "windows" || t.os == "windows" {
         backend("windows", false, Calls::OwnCodes)
     } else if t.vendor == "apple" && t.arch == "aarch64" {
-        backend("apple_aarch64", false, Calls::OwnCodes)
+        // Its Mach calls report `kern_return_t`s (`Error::mach`), not OS
+        // error numbers.
+        backend("apple_aarch64", false, Calls::None)
     } else if t.arch == "aarch64"
         && t.os_in(&["linux", "android", "freebsd", "netbsd", "openbsd", "none"])
     {

@@ -62,6 +62,43 @@ pub struct Error {
     detail: &'static str,
     /// What works instead, where something does.
     advice: Option<&'static str>,
+    /// `code` is a Mach `kern_return_t`, not an OS error number.
+    mach: bool,
+}
+
+// Mach return codes (osfmk/mach/kern_return.h) that have a kind of their own.
+#[cfg(any(test, icache_backend = "apple_aarch64"))]
+const KERN_PROTECTION_FAILURE: i32 = 2;
+#[cfg(any(test, icache_backend = "apple_aarch64"))]
+const KERN_NO_SPACE: i32 = 3;
+#[cfg(any(test, icache_backend = "apple_aarch64"))]
+const KERN_RESOURCE_SHORTAGE: i32 = 6;
+#[cfg(any(test, icache_backend = "apple_aarch64"))]
+const KERN_NO_ACCESS: i32 = 8;
+#[cfg(any(test, icache_backend = "apple_aarch64"))]
+const KERN_ABORTED: i32 = 14;
+#[cfg(any(test, icache_backend = "apple_aarch64"))]
+const KERN_NOT_SUPPORTED: i32 = 46;
+
+/// The name of a Mach return code, for messages.
+#[cfg(any(test, icache_backend = "apple_aarch64"))]
+fn mach_name(kr: i32) -> &'static str {
+    match kr {
+        KERN_PROTECTION_FAILURE => "KERN_PROTECTION_FAILURE",
+        KERN_NO_SPACE => "KERN_NO_SPACE",
+        4 => "KERN_INVALID_ARGUMENT",
+        5 => "KERN_FAILURE",
+        KERN_RESOURCE_SHORTAGE => "KERN_RESOURCE_SHORTAGE",
+        KERN_NO_ACCESS => "KERN_NO_ACCESS",
+        KERN_ABORTED => "KERN_ABORTED",
+        15 => "KERN_INVALID_NAME",
+        16 => "KERN_INVALID_TASK",
+        17 => "KERN_INVALID_RIGHT",
+        37 => "KERN_TERMINATED",
+        KERN_NOT_SUPPORTED => "KERN_NOT_SUPPORTED",
+        0x1000_0003 => "MACH_SEND_INVALID_DEST",
+        _ => "unknown kern_return_t",
+    }
 }
 
 /// The advice of every error that means "other threads cannot be made to
@@ -84,7 +121,28 @@ impl Error {
             code,
             detail,
             advice: None,
+            mach: false,
         }
+    }
+
+    /// An error from a Mach call that returned `kr`, with the kind its
+    /// meaning has (`kern_return.h`); its code is never read as an errno.
+    #[cfg(any(test, icache_backend = "apple_aarch64"))]
+    pub(crate) const fn mach(call: &'static str, kr: i32, detail: &'static str) -> Self {
+        let kind = match kr {
+            KERN_PROTECTION_FAILURE | KERN_NO_ACCESS => ErrorKind::PermissionDenied,
+            KERN_NOT_SUPPORTED => ErrorKind::Unsupported,
+            _ => ErrorKind::Os,
+        };
+        let mut e = Error::new(kind, call, Some(kr), detail);
+        e.mach = true;
+        e
+    }
+
+    /// Whether [`Error::raw_os_error`] is a Mach `kern_return_t` (Apple's
+    /// thread calls) rather than an `errno` or a Win32 error.
+    pub fn is_mach_error(&self) -> bool {
+        self.mach
     }
 
     /// The same error, saying that the reader-side protocol
@@ -144,12 +202,23 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} failed", self.call)?;
+        #[cfg(any(test, icache_backend = "apple_aarch64"))]
+        if let (true, Some(kr)) = (self.mach, self.code) {
+            write!(f, ": kern_return_t {kr} ({})", mach_name(kr))?;
+            return self.fmt_tail(f);
+        }
         if let Some(code) = self.code {
             #[cfg(icache_std)]
             write!(f, ": {}", std::io::Error::from_raw_os_error(code))?;
             #[cfg(not(icache_std))]
             write!(f, ": os error {}", code)?;
         }
+        self.fmt_tail(f)
+    }
+}
+
+impl Error {
+    fn fmt_tail(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, ": {}", self.detail)?;
         if let Some(advice) = self.advice {
             write!(f, "; {advice}")?;
@@ -170,6 +239,12 @@ impl From<Error> for std::io::Error {
             ErrorKind::InvalidInput => K::InvalidInput,
             ErrorKind::Unsupported => K::Unsupported,
             ErrorKind::PermissionDenied => K::PermissionDenied,
+            #[cfg(any(test, icache_backend = "apple_aarch64"))]
+            ErrorKind::Os if e.mach => match e.code {
+                Some(KERN_NO_SPACE | KERN_RESOURCE_SHORTAGE) => K::OutOfMemory,
+                Some(KERN_ABORTED) => K::Interrupted,
+                _ => K::Other,
+            },
             ErrorKind::Os => match e.code {
                 Some(code) => std::io::Error::from_raw_os_error(code).kind(),
                 None => K::Other,
@@ -204,6 +279,49 @@ mod tests {
     fn os_kind_maps_through_the_errno() {
         let e: std::io::Error = Error::os("cacheflush", libc_einval(), "bad range").into();
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn mach_errors_get_their_own_kinds_and_names_never_errno_text() {
+        use std::io::ErrorKind as K;
+        let cases = [
+            (
+                KERN_PROTECTION_FAILURE,
+                ErrorKind::PermissionDenied,
+                K::PermissionDenied,
+            ),
+            (
+                KERN_NO_ACCESS,
+                ErrorKind::PermissionDenied,
+                K::PermissionDenied,
+            ),
+            (KERN_NOT_SUPPORTED, ErrorKind::Unsupported, K::Unsupported),
+            (KERN_NO_SPACE, ErrorKind::Os, K::OutOfMemory),
+            (KERN_RESOURCE_SHORTAGE, ErrorKind::Os, K::OutOfMemory),
+            (KERN_ABORTED, ErrorKind::Os, K::Interrupted),
+            (5, ErrorKind::Os, K::Other),
+        ];
+        for (kr, kind, io_kind) in cases {
+            let e = Error::mach("thread_suspend", kr, "a thread could not be stopped");
+            assert_eq!(
+                (e.kind(), e.raw_os_error(), e.is_mach_error()),
+                (kind, Some(kr), true)
+            );
+            let text = e.to_string();
+            assert!(
+                text.contains(&std::format!("kern_return_t {kr} (")),
+                "{text}"
+            );
+            assert!(
+                !text.contains("os error"),
+                "errno text for a Mach code: {text}"
+            );
+            let io: std::io::Error = e.into();
+            assert_eq!(io.kind(), io_kind, "{text}");
+        }
+        assert!(Error::mach("task_threads", 5, "x")
+            .to_string()
+            .contains("KERN_FAILURE"));
     }
 
     #[test]

@@ -79,10 +79,28 @@ impl Backend for Apple {
 /// during the walk start with an `eret` too. Threads that exit in the
 /// meantime need nothing.
 ///
+/// What it guarantees. The argument above rests on `eret` being context
+/// synchronizing, which the Arm ARM makes it only while SCTLR_EL1.EOS = 1.
+/// XNU has a build option, `ERET_IS_NOT_CONTEXT_SYNCHRONIZING`
+/// (osfmk/arm64/proc_reg.h), that clears EOS; on such a kernel a thread that
+/// is stopped and resumed gets no `isb` from the return, and the walk is
+/// best effort. Nothing visible to a process says which kernel it runs on.
+///
+/// Why it stays the default: it is the only broadcast XNU offers (there is
+/// no membarrier), it is complete wherever `eret` synchronizes, and the
+/// crate it replaces did no more. A JIT that needs the guarantee on every
+/// XNU build publishes with `CodeEpoch` instead, whose readers run their
+/// own `isb` (`sync_this_thread`), which depends on no kernel at all.
+///
 /// The cost is two Mach calls per thread and a short stop of each thread, so
-/// callers should publish code in batches and flush once per batch.
+/// callers should publish code in batches and flush once per batch. Only one
+/// walk runs at a time (see `WALKING`), so it never deadlocks when several
+/// threads flush at once; it is not allowed in a signal handler (it may wait
+/// for another walker).
 /// Check-only in this project's CI: no Apple hardware is available here.
 mod mach {
+    use core::sync::atomic::{AtomicBool, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
+
     use crate::error::Error;
 
     type MachPort = u32;
@@ -110,17 +128,39 @@ mod mach {
         ) -> KernReturn;
         fn mach_port_deallocate(task: MachPort, name: MachPort) -> KernReturn;
         fn vm_deallocate(task: MachPort, address: usize, size: usize) -> KernReturn;
+        fn sched_yield() -> i32;
     }
 
     fn check(call: &'static str, kr: KernReturn) -> Result<(), Error> {
         if kr == KERN_SUCCESS || GONE.contains(&kr) {
             Ok(())
         } else {
-            Err(Error::os(call, kr, "a thread could not be made to synchronize (Mach error)"))
+            Err(Error::mach(call, kr, "a thread could not be made to synchronize").or_code_epoch())
         }
     }
 
+    /// One walker at a time. Two threads walking at once could each suspend
+    /// the other and wait in `thread_get_state` forever; with the flag, a
+    /// second caller waits (yielding its core) until the first has resumed
+    /// every thread, then walks itself: its own `clear_cache` calls may be
+    /// newer than the first walk. A waiting caller may itself be suspended
+    /// and resumed by the walker, which is harmless: it holds nothing.
+    static WALKING: AtomicBool = AtomicBool::new(false);
+
     pub(super) fn sync_other_threads() -> Result<(), Error> {
+        while WALKING
+            .compare_exchange_weak(false, true, Acquire, Relaxed)
+            .is_err()
+        {
+            // SAFETY: no preconditions.
+            unsafe { sched_yield() };
+        }
+        let result = walk();
+        WALKING.store(false, Release);
+        result
+    }
+
+    fn walk() -> Result<(), Error> {
         // SAFETY: plain Mach calls on our own task; every port and the
         // thread list returned are released below on every path.
         unsafe {
@@ -131,7 +171,8 @@ mod mach {
             let kr = task_threads(task, &mut list, &mut count);
             mach_port_deallocate(task, me);
             if kr != KERN_SUCCESS {
-                return Err(Error::os("task_threads", kr, "the threads of the task could not be listed"));
+                return Err(Error::mach("task_threads", kr, "the threads of the task could not be listed")
+                    .or_code_epoch());
             }
             let threads = core::slice::from_raw_parts(list, count as usize);
             let mut result = Ok(());
