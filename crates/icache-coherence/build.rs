@@ -8,7 +8,7 @@
 //! |---|---|
 //! | `icache_backend = "<file>"` | the backend module `src/backends/<file>.rs` |
 //! | `linux_kernel` | Linux or Android: the kernel's syscall ABI |
-//! | `icache_membarrier` | the `membarrier` SYNC_CORE flush is compiled in |
+//! | `icache_membarrier` | the `membarrier` SYNC_CORE flush is compiled in (Linux, Android, FreeBSD) |
 //! | `icache_line_loops` | the backend steps through cache lines itself (`lines::Lines`) |
 //! | `icache_ctr_el0` | the backend reads CTR_EL0 (`ctr_el0.rs`) |
 //! | `icache_os_calls` | the backend or the flush makes OS calls that can fail with an OS code |
@@ -167,8 +167,11 @@ fn main() {
     println!("cargo:rustc-cfg=icache_backend=\"{}\"", choice.file);
     // Every Linux backend reaches membarrier: for pipeline_flush_mt where
     // the architecture needs a broadcast, for cross_modify_flush_mt on the
-    // coherent ones. Miri has no syscalls.
-    let membarrier = linux_kernel && !t.miri;
+    // coherent ones. FreeBSD has membarrier(2) with Linux's commands and
+    // QUERY/EPERM/EINVAL semantics (sys/kern/kern_membarrier.c); its
+    // backends there are AArch64, 32-bit Arm and the coherent x86-64 one.
+    // Miri has no syscalls.
+    let membarrier = (linux_kernel || t.os == "freebsd") && !t.miri;
     if membarrier {
         println!("cargo:rustc-cfg=icache_membarrier");
     }

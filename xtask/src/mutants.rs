@@ -124,7 +124,7 @@ pub const MUTANTS: &[Mutant] = &[
     },
     Mutant {
         name: "pipeline_flush_mt does nothing",
-        file: "src/backends/linux_membarrier.rs",
+        file: "src/backends/membarrier_flush.rs",
         from: "    FLUSH.flush()\n",
         to: "    let _ = &FLUSH;\n    Ok(())\n",
         nth: 0,

@@ -203,11 +203,11 @@ backends! {
     "coherent" => coherent::Coherent;
 }
 
-/// `membarrier` SYNC_CORE, shared by the Linux backends.
+/// `membarrier` SYNC_CORE, shared by the Linux and FreeBSD backends.
 #[cfg(icache_membarrier)]
-pub(crate) mod linux_membarrier;
+pub(crate) mod membarrier_flush;
 
-/// The pipeline-flush mechanism of the Linux backends, for `cache_info`.
+/// The pipeline-flush mechanism of the membarrier backends, for `cache_info`.
 #[cfg(icache_membarrier)]
 pub(crate) const MEMBARRIER_SYNC_CORE: &str =
     "membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE)";

@@ -1,5 +1,5 @@
-//! The decisions behind `pipeline_flush_mt` on Linux: pure, tested with an
-//! injected syscall on any host.
+//! The decisions behind `pipeline_flush_mt` on Linux and FreeBSD: pure,
+//! tested with an injected syscall on any host.
 //!
 //! `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE)` makes every
 //! thread of the process pass a core-serializing, context-synchronizing
@@ -38,14 +38,31 @@ pub(crate) const CMD_PRIVATE_EXPEDITED_SYNC_CORE: i32 = 32;
 /// `MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE`.
 pub(crate) const CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE: i32 = 64;
 
-/// Linux errno values (asm-generic/errno-base.h; the same on every Linux
-/// architecture this crate supports except MIPS, whose ENOSYS is 89).
+/// errno values (Linux asm-generic/errno-base.h; the same on every Linux
+/// architecture this crate supports except MIPS, whose ENOSYS is 89, and on
+/// FreeBSD, whose ENOSYS is 78: sys/sys/errno.h).
 pub(crate) const EPERM: i32 = 1;
 pub(crate) const EINVAL: i32 = 22;
-#[cfg(not(any(target_arch = "mips", target_arch = "mips64")))]
+#[cfg(not(any(
+    target_arch = "mips",
+    target_arch = "mips64",
+    target_arch = "mips32r6",
+    target_arch = "mips64r6",
+    target_os = "freebsd"
+)))]
 pub(crate) const ENOSYS: i32 = 38;
-#[cfg(any(target_arch = "mips", target_arch = "mips64"))]
+#[cfg(all(
+    any(
+        target_arch = "mips",
+        target_arch = "mips64",
+        target_arch = "mips32r6",
+        target_arch = "mips64r6"
+    ),
+    not(target_os = "freebsd")
+))]
 pub(crate) const ENOSYS: i32 = 89;
+#[cfg(target_os = "freebsd")]
+pub(crate) const ENOSYS: i32 = 78;
 
 const QUERY: &str = "membarrier(MEMBARRIER_CMD_QUERY)";
 const REGISTER: &str = "membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE)";

@@ -116,15 +116,15 @@ impl Backend for Aarch64 {
         Ok(())
     }
 
-    /// Linux: membarrier SYNC_CORE, which on arm64 forces a context
+    /// Linux and FreeBSD: membarrier SYNC_CORE, which on arm64 forces a context
     /// synchronization event on every other core running the process (the
     /// maintenance itself is already complete and broadcast).
     #[cfg(icache_membarrier)]
     fn pipeline_flush_mt() -> Result<(), Error> {
-        super::linux_membarrier::pipeline_flush_mt()
+        super::membarrier_flush::pipeline_flush_mt()
     }
 
-    /// The BSDs (and bare metal) have no documented broadcast context
+    /// NetBSD, OpenBSD (and bare metal) have no documented broadcast context
     /// synchronization that this crate can rely on, so the guarantee cannot
     /// be given: report it instead of pretending.
     #[cfg(not(icache_membarrier))]
@@ -221,4 +221,4 @@ unsafe fn sequence(
 #[cfg(icache_membarrier)]
 const PIPELINE_MECHANISM: &str = super::MEMBARRIER_SYNC_CORE;
 #[cfg(not(icache_membarrier))]
-const PIPELINE_MECHANISM: &str = "unsupported on this OS (returns an error)";
+const PIPELINE_MECHANISM: &str = "unsupported on this OS (returns an error); publish with CodeEpoch";

@@ -27,7 +27,11 @@ pub(crate) struct ArmSysarch;
 
 impl Backend for ArmSysarch {
     const MECHANISM: &'static str = "sysarch(ARM_SYNC_ICACHE)";
-    const PIPELINE_MECHANISM: &'static str = "unsupported on this OS (returns an error)";
+    #[cfg(icache_membarrier)]
+    const PIPELINE_MECHANISM: &'static str = super::MEMBARRIER_SYNC_CORE;
+    #[cfg(not(icache_membarrier))]
+    const PIPELINE_MECHANISM: &'static str =
+        "unsupported on NetBSD (returns an error); publish with CodeEpoch";
 
     unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> {
         let mut args = ArmSyncIcacheArgs { addr: start, len };
@@ -42,6 +46,14 @@ impl Backend for ArmSysarch {
         Ok(())
     }
 
+    /// FreeBSD: membarrier(2) SYNC_CORE.
+    #[cfg(icache_membarrier)]
+    fn pipeline_flush_mt() -> Result<(), Error> {
+        super::membarrier_flush::pipeline_flush_mt()
+    }
+
+    /// NetBSD documents no broadcast context synchronization.
+    #[cfg(not(icache_membarrier))]
     fn pipeline_flush_mt() -> Result<(), Error> {
         Err(Error::new(
             crate::ErrorKind::Unsupported,

@@ -30,7 +30,7 @@ impl Backend for ArmCacheflush {
     }
 
     fn pipeline_flush_mt() -> Result<(), Error> {
-        super::linux_membarrier::pipeline_flush_mt()
+        super::membarrier_flush::pipeline_flush_mt()
     }
 }
 

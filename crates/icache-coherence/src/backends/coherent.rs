@@ -54,7 +54,7 @@ impl Backend for Coherent {
     /// SERIALIZE/CPUID for the same purpose on the patching thread itself.
     #[cfg(icache_membarrier)]
     fn cross_modify_flush_mt() -> Result<(), Error> {
-        super::linux_membarrier::pipeline_flush_mt()
+        super::membarrier_flush::pipeline_flush_mt()
     }
 
     /// Elsewhere there is no process-wide serialization this crate can rely on.

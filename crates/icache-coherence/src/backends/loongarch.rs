@@ -37,6 +37,6 @@ impl Backend for LoongArch {
     }
 
     fn pipeline_flush_mt() -> Result<(), Error> {
-        super::linux_membarrier::pipeline_flush_mt()
+        super::membarrier_flush::pipeline_flush_mt()
     }
 }

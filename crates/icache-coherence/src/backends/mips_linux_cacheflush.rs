@@ -40,6 +40,6 @@ impl Backend for MipsCacheflush {
     }
 
     fn pipeline_flush_mt() -> Result<(), Error> {
-        super::linux_membarrier::pipeline_flush_mt()
+        super::membarrier_flush::pipeline_flush_mt()
     }
 }

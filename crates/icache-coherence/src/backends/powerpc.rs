@@ -118,7 +118,7 @@ impl Backend for Power {
     }
 
     fn pipeline_flush_mt() -> Result<(), Error> {
-        super::linux_membarrier::pipeline_flush_mt()
+        super::membarrier_flush::pipeline_flush_mt()
     }
 
     fn cache_info() -> CacheInfo {

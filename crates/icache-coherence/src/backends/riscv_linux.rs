@@ -84,7 +84,7 @@ impl Backend for RiscvLinux {
     /// user-space `fence.i` mode other harts need membarrier SYNC_CORE.
     fn pipeline_flush_mt() -> Result<(), Error> {
         if USER_FENCE_I.load(Relaxed) {
-            return super::linux_membarrier::pipeline_flush_mt();
+            return super::membarrier_flush::pipeline_flush_mt();
         }
         Ok(())
     }
@@ -184,7 +184,7 @@ pub(crate) fn enable_user_fence_i() -> Result<(), Error> {
              clear_cache keeps using the riscv_flush_icache syscall",
         ));
     }
-    if let Err(e) = super::linux_membarrier::pipeline_flush_mt() {
+    if let Err(e) = super::membarrier_flush::pipeline_flush_mt() {
         // Without a broadcast for the other harts the opt-in is useless:
         // hand the kernel its per-switch `fence.i` work back. Best effort;
         // the library stays on the syscall either way.

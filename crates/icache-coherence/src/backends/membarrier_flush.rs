@@ -1,15 +1,25 @@
-//! Linux and Android: `pipeline_flush_mt` through
-//! `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE)`.
+//! `pipeline_flush_mt` through
+//! `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE)`, on Linux,
+//! Android and FreeBSD.
 //!
 //! The decisions (QUERY first, register once, which errno means what) live in
 //! [`crate::membarrier`] and are tested there with an injected syscall; this
-//! file is only the syscall itself and the process-wide cache.
+//! file is only the call itself and the process-wide cache.
+//!
+//! FreeBSD: membarrier(2) (sys/kern/kern_membarrier.c, syscall 584) has
+//! Linux's commands, values and QUERY/EPERM/EINVAL semantics, and arm64's
+//! `cpu_sync_core` relies on the exception return to synchronize. It is
+//! reached through libc's `membarrier` symbol, looked up once with `dlsym`:
+//! on a FreeBSD whose kernel predates it, calling syscall 584 directly would
+//! raise SIGSYS, which kills the process, whereas a libc without the symbol
+//! is reported as `ENOSYS` and becomes `Unsupported`.
 
 use crate::error::Error;
 #[cfg(target_os = "android")]
 use crate::error::ErrorKind;
 use crate::membarrier::PipelineFlush;
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn membarrier(cmd: i32) -> Result<i32, i32> {
     // SAFETY: membarrier takes plain integers: (cmd, flags = 0, cpu_id = 0).
     let ret = unsafe {
@@ -24,6 +34,33 @@ fn membarrier(cmd: i32) -> Result<i32, i32> {
         Err(super::errno())
     } else {
         Ok(ret as i32)
+    }
+}
+
+#[cfg(target_os = "freebsd")]
+fn membarrier(cmd: i32) -> Result<i32, i32> {
+    use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    type Membarrier = unsafe extern "C" fn(libc::c_int, libc::c_uint, libc::c_int) -> libc::c_int;
+    /// 0 = not looked up yet, 1 = libc has no `membarrier`, else its address.
+    static ADDRESS: AtomicUsize = AtomicUsize::new(0);
+    let mut address = ADDRESS.load(Relaxed);
+    if address == 0 {
+        // SAFETY: a NUL-terminated name and the default search handle.
+        let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"membarrier".as_ptr()) };
+        address = if p.is_null() { 1 } else { p as usize };
+        ADDRESS.store(address, Relaxed);
+    }
+    if address == 1 {
+        return Err(crate::membarrier::ENOSYS);
+    }
+    // SAFETY: the symbol is libc's `int membarrier(int, unsigned, int)`.
+    let f: Membarrier = unsafe { core::mem::transmute(address) };
+    // SAFETY: plain integers: (cmd, flags = 0, cpu_id = 0).
+    let ret = unsafe { f(cmd, 0, 0) };
+    if ret < 0 {
+        Err(super::errno())
+    } else {
+        Ok(ret)
     }
 }
 
