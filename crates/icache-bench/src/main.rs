@@ -22,6 +22,14 @@
 //!   `pipeline_flush_mt` pairs and once as one `batch`.
 //! - `flush N`: N calls of `pipeline_flush_mt` in steady state, one bracket
 //!   each.
+//! - `publish READERS`: one publication of a 4-byte function to READERS
+//!   reader threads, measured side by side: `publish-flush` (`clear_cache`
+//!   and `pipeline_flush_mt`) and `publish-epoch` (`clear_cache`,
+//!   `CodeEpoch::advance` and the entry-point store), then a reader's check
+//!   on the unchanged path (`reader-unchanged`) and after a publication
+//!   (`reader-changed`). The readers are parked while the brackets run, so
+//!   the trace holds only the measured thread; a reader's instructions do
+//!   not depend on which thread runs them.
 //! - `race THREADS`: THREADS threads released at once, each making its first
 //!   `pipeline_flush_mt` call (for `strace -f`; no brackets).
 //! - `host`: the host-side check (x86-64): one `clear_cache` +
@@ -30,6 +38,7 @@
 
 use core::ffi::{c_char, c_void};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicPtr, Ordering::Release};
 use std::sync::{Arc, Barrier};
 
 /// An implementation under test: make `[ptr, ptr + len)` coherent.
@@ -259,6 +268,107 @@ fn flush(n: usize) {
     }
 }
 
+/// The writer's side with the kernel broadcast: what `publish-flush` runs.
+///
+/// # Safety
+///
+/// `[ptr, ptr + len)` must be mapped.
+#[inline(never)]
+unsafe fn publish_flush(ptr: *const c_void, len: usize, entry: &AtomicPtr<c_void>) {
+    // SAFETY: forwarded from the caller.
+    let _ = unsafe { icache_coherence::clear_cache(ptr, len) };
+    let _ = icache_coherence::pipeline_flush_mt();
+    entry.store(ptr.cast_mut(), Release);
+}
+
+/// The writer's side of the reader-side protocol: what `publish-epoch` runs.
+///
+/// # Safety
+///
+/// `[ptr, ptr + len)` must be mapped.
+#[inline(never)]
+unsafe fn publish_epoch(
+    ptr: *const c_void,
+    len: usize,
+    entry: &AtomicPtr<c_void>,
+    epoch: &icache_coherence::CodeEpoch,
+) {
+    // SAFETY: forwarded from the caller.
+    let _ = unsafe { icache_coherence::clear_cache(ptr, len) };
+    epoch.advance();
+    entry.store(ptr.cast_mut(), Release);
+}
+
+/// A reader's check, as it is inlined into a reader's loop: the epoch's
+/// address and the last-seen value in registers. The `ret` is the harness's
+/// (the `empty` calibration subtracts it).
+#[inline(never)]
+fn reader_check(epoch: &icache_coherence::CodeEpoch, seen: usize) {
+    let mut seen = seen;
+    epoch.sync(&mut seen);
+}
+
+fn publish(readers: usize) {
+    let buf = Buffer::new(4096);
+    let entry = AtomicPtr::new(core::ptr::null_mut());
+    let epoch = icache_coherence::CodeEpoch::new();
+    // Warm-up outside the brackets: membarrier registration, the first
+    // CTR_EL0 fold, the CPUID probe of sync_this_thread.
+    // SAFETY: inside the buffer.
+    unsafe { publish_flush(buf.at(0, 4), 4, &entry) };
+    // SAFETY: inside the buffer.
+    unsafe { publish_epoch(buf.at(0, 4), 4, &entry, &epoch) };
+    reader_check(&epoch, 0);
+    let (park, parked) = std::sync::mpsc::channel::<()>();
+    let parked = Arc::new(std::sync::Mutex::new(parked));
+    let threads: Vec<_> = (0..readers)
+        .map(|_| {
+            let parked = Arc::clone(&parked);
+            // Each reader blocks until the end: it exists (membarrier must
+            // interrupt its core when it runs), but runs nothing in the
+            // brackets.
+            std::thread::spawn(move || {
+                let _ = parked.lock().map(|rx| rx.recv());
+            })
+        })
+        .collect();
+    print_header();
+    let empty_fn = black_box(empty as Impl);
+    bench_begin();
+    // SAFETY: calibration, touches nothing.
+    unsafe { empty_fn(buf.at(0, 4), 4) };
+    bench_end();
+    println!("case empty {readers} 0");
+    let flush_fn = black_box(publish_flush as unsafe fn(*const c_void, usize, &AtomicPtr<c_void>));
+    bench_begin();
+    // SAFETY: inside the buffer.
+    unsafe { flush_fn(buf.at(0, 4), 4, &entry) };
+    bench_end();
+    println!("case publish-flush {readers} 0");
+    type EpochFn =
+        unsafe fn(*const c_void, usize, &AtomicPtr<c_void>, &icache_coherence::CodeEpoch);
+    let epoch_fn = black_box(publish_epoch as EpochFn);
+    bench_begin();
+    // SAFETY: inside the buffer.
+    unsafe { epoch_fn(buf.at(0, 4), 4, &entry, &epoch) };
+    bench_end();
+    println!("case publish-epoch {readers} 0");
+    let check = black_box(reader_check as fn(&icache_coherence::CodeEpoch, usize));
+    let now = epoch.current();
+    bench_begin();
+    check(&epoch, now);
+    bench_end();
+    println!("case reader-unchanged {readers} 0");
+    bench_begin();
+    check(&epoch, now.wrapping_sub(1));
+    bench_end();
+    println!("case reader-changed {readers} 0");
+    drop(park);
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
 fn race(threads: usize) {
     let start = Arc::new(Barrier::new(threads));
     let handles: Vec<_> = (0..threads)
@@ -295,7 +405,9 @@ fn numbers(args: &[String]) -> Vec<usize> {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(mode) = args.first() else {
-        eprintln!("usage: icache-bench single SIZE... | patch N | flush N | race THREADS | host");
+        eprintln!(
+            "usage: icache-bench single SIZE... | patch N | flush N | publish READERS | race THREADS | host"
+        );
         std::process::exit(2);
     };
     let rest = numbers(&args[1..]);
@@ -305,6 +417,7 @@ fn main() {
         "patch" => patch(first),
         "flush" => flush(first),
         "race" => race(first),
+        "publish" => publish(first),
         "host" => host(),
         other => {
             eprintln!("unknown mode {other}");
