@@ -207,11 +207,6 @@ backends! {
 #[cfg(icache_membarrier)]
 pub(crate) mod membarrier_flush;
 
-/// The pipeline-flush mechanism of the membarrier backends, for `cache_info`.
-#[cfg(icache_membarrier)]
-pub(crate) const MEMBARRIER_SYNC_CORE: &str =
-    "membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE)";
-
 /// The calling thread's last `errno`.
 #[cfg(icache_errno)]
 pub(crate) fn errno() -> i32 {

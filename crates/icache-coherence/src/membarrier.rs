@@ -66,7 +66,8 @@ pub(crate) const ENOSYS: i32 = 78;
 
 const QUERY: &str = "membarrier(MEMBARRIER_CMD_QUERY)";
 const REGISTER: &str = "membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE)";
-const SYNC_CORE: &str = "membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE)";
+/// The broadcast command, as errors and `cache_info` name it.
+pub(crate) const SYNC_CORE: &str = "membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE)";
 
 /// The membarrier syscall: `Ok(return value)` or `Err(errno)`.
 pub(crate) type Syscall = fn(cmd: i32) -> Result<i32, i32>;

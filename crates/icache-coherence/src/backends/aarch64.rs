@@ -219,6 +219,6 @@ unsafe fn sequence(
 }
 
 #[cfg(icache_membarrier)]
-const PIPELINE_MECHANISM: &str = super::MEMBARRIER_SYNC_CORE;
+const PIPELINE_MECHANISM: &str = crate::membarrier::SYNC_CORE;
 #[cfg(not(icache_membarrier))]
 const PIPELINE_MECHANISM: &str = "unsupported on this OS (returns an error); publish with CodeEpoch";

@@ -28,7 +28,7 @@ pub(crate) struct ArmSysarch;
 impl Backend for ArmSysarch {
     const MECHANISM: &'static str = "sysarch(ARM_SYNC_ICACHE)";
     #[cfg(icache_membarrier)]
-    const PIPELINE_MECHANISM: &'static str = super::MEMBARRIER_SYNC_CORE;
+    const PIPELINE_MECHANISM: &'static str = crate::membarrier::SYNC_CORE;
     #[cfg(not(icache_membarrier))]
     const PIPELINE_MECHANISM: &'static str =
         "unsupported on NetBSD (returns an error); publish with CodeEpoch";

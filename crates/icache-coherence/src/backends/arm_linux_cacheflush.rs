@@ -22,7 +22,7 @@ pub(crate) struct ArmCacheflush;
 
 impl Backend for ArmCacheflush {
     const MECHANISM: &'static str = "cacheflush syscall (0x0f0002), per 4 KiB page";
-    const PIPELINE_MECHANISM: &'static str = super::MEMBARRIER_SYNC_CORE;
+    const PIPELINE_MECHANISM: &'static str = crate::membarrier::SYNC_CORE;
 
     unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> {
         // SAFETY: forwarded from the caller.

@@ -33,7 +33,7 @@ impl Backend for Coherent {
     const MAINTENANCE_NEEDED: bool = false;
     const PIPELINE_FLUSH_NEEDED: bool = false;
     #[cfg(icache_membarrier)]
-    const CROSS_MODIFY_MECHANISM: &'static str = super::MEMBARRIER_SYNC_CORE;
+    const CROSS_MODIFY_MECHANISM: &'static str = crate::membarrier::SYNC_CORE;
     #[cfg(not(icache_membarrier))]
     const CROSS_MODIFY_MECHANISM: &'static str = "unsupported on this OS (returns an error)";
 

@@ -86,7 +86,7 @@ pub(crate) struct Power;
 
 impl Backend for Power {
     const MECHANISM: &'static str = MECHANISM;
-    const PIPELINE_MECHANISM: &'static str = super::MEMBARRIER_SYNC_CORE;
+    const PIPELINE_MECHANISM: &'static str = crate::membarrier::SYNC_CORE;
 
     // No fast path (the default): the first call reads the block sizes with
     // `getauxval`, a call, and a fast path that may call would cost every

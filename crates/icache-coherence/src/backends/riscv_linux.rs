@@ -116,12 +116,12 @@ impl Backend for RiscvLinux {
         CacheInfo {
             mechanism: if user { "fence.i (PR_RISCV_SET_ICACHE_FLUSH_CTX on)" } else { MECHANISM },
             pipeline_flush_mechanism: if user {
-                super::MEMBARRIER_SYNC_CORE
+                crate::membarrier::SYNC_CORE
             } else {
                 PIPELINE_MECHANISM
             },
             cross_modify_mechanism: if user {
-                super::MEMBARRIER_SYNC_CORE
+                crate::membarrier::SYNC_CORE
             } else {
                 PIPELINE_MECHANISM
             },
