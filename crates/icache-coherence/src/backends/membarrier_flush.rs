@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::error::ErrorKind;
 use crate::membarrier::PipelineFlush;
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(linux_kernel)]
 fn membarrier(cmd: i32) -> Result<i32, i32> {
     // SAFETY: membarrier takes plain integers: (cmd, flags = 0, cpu_id = 0).
     let ret = unsafe {
