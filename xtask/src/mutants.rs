@@ -30,10 +30,8 @@ pub struct Mutant {
     pub nth: usize,
 }
 
-const DC: &str =
-    r#"unsafe { asm!("dc cvau, {}", in(reg) line, options(nomem, nostack, preserves_flags)) }"#;
-const IC: &str =
-    r#"unsafe { asm!("ic ivau, {}", in(reg) line, options(nomem, nostack, preserves_flags)) }"#;
+const DC: &str = r#"unsafe { asm!("dc cvau, {}", in(reg) line as u64, options(nomem, nostack, preserves_flags)) }"#;
+const IC: &str = r#"unsafe { asm!("ic ivau, {}", in(reg) line as u64, options(nomem, nostack, preserves_flags)) }"#;
 const DSB: &str = r#"unsafe { asm!("dsb ish", options(nomem, nostack, preserves_flags)) };"#;
 const ISB: &str = r#"unsafe { asm!("isb", options(nomem, nostack, preserves_flags)) };"#;
 

@@ -196,8 +196,11 @@ unsafe fn sequence(
     if !ctr.idc() {
         for (start, last) in clean {
             Lines::covering(start, last, ctr.dline()).for_each(|line| {
-                // SAFETY: `line` overlaps the caller's mapped range.
-                unsafe { asm!("dc cvau, {}", in(reg) line, options(nomem, nostack, preserves_flags)) }
+                // SAFETY: `line` overlaps the caller's mapped range. The
+                // operand is 64 bits on every AArch64 target: on ILP32 the
+                // upper bits of a smaller `in(reg)` value are undefined (Rust
+                // Reference, "Register operands").
+                unsafe { asm!("dc cvau, {}", in(reg) line as u64, options(nomem, nostack, preserves_flags)) }
             });
         }
     }
@@ -207,7 +210,7 @@ unsafe fn sequence(
         for (start, last) in invalidate {
             Lines::covering(start, last, ctr.iline()).for_each(|line| {
                 // SAFETY: `line` overlaps the caller's mapped range.
-                unsafe { asm!("ic ivau, {}", in(reg) line, options(nomem, nostack, preserves_flags)) }
+                unsafe { asm!("ic ivau, {}", in(reg) line as u64, options(nomem, nostack, preserves_flags)) }
             });
         }
         // SAFETY: as above.
