@@ -184,7 +184,11 @@ fn main() {
     if choice.os_calls || membarrier {
         println!("cargo:rustc-cfg=icache_os_calls");
     }
-    if choice.errno || membarrier {
+    // AArch64 Linux makes the membarrier syscall inline, which returns
+    // -errno in x0 (src/backends/membarrier_flush.rs); elsewhere it goes
+    // through libc and errno.
+    let membarrier_errno = membarrier && !(linux_kernel && t.arch == "aarch64");
+    if choice.errno || membarrier_errno {
         println!("cargo:rustc-cfg=icache_errno");
     }
 }

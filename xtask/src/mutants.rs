@@ -123,7 +123,7 @@ pub const MUTANTS: &[Mutant] = &[
     Mutant {
         name: "pipeline_flush_mt does nothing",
         file: "src/backends/membarrier_flush.rs",
-        from: "    FLUSH.flush()\n",
+        from: "    FLUSH.flush(membarrier, android_guard)\n",
         to: "    let _ = &FLUSH;\n    Ok(())\n",
         nth: 0,
     },

@@ -69,9 +69,6 @@ const REGISTER: &str = "membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYN
 /// The broadcast command, as errors and `cache_info` name it.
 pub(crate) const SYNC_CORE: &str = "membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE)";
 
-/// The membarrier syscall: `Ok(return value)` or `Err(errno)`.
-pub(crate) type Syscall = fn(cmd: i32) -> Result<i32, i32>;
-
 /// Queries support and registers the process for SYNC_CORE. Run once per
 /// process (the caller caches the outcome).
 pub(crate) fn register(sys: impl Fn(i32) -> Result<i32, i32>) -> Result<(), Error> {
@@ -122,13 +119,18 @@ pub(crate) fn register(sys: impl Fn(i32) -> Result<i32, i32>) -> Result<(), Erro
 }
 
 /// One broadcast context synchronization; the process must be registered.
-#[inline]
+/// Inlined into every flush: the command and the branch on its result. The
+/// error is built out of line.
+#[inline(always)]
 pub(crate) fn sync_core(sys: impl Fn(i32) -> Result<i32, i32>) -> Result<(), Error> {
-    sys(CMD_PRIVATE_EXPEDITED_SYNC_CORE)
-        .map(drop)
-        .map_err(|errno| refused(SYNC_CORE, errno))
+    match sys(CMD_PRIVATE_EXPEDITED_SYNC_CORE) {
+        Ok(_) => Ok(()),
+        Err(errno) => Err(refused(SYNC_CORE, errno)),
+    }
 }
 
+#[cold]
+#[inline(never)]
 fn refused(call: &'static str, errno: i32) -> Error {
     match errno {
         EPERM => Error::new(
@@ -161,12 +163,15 @@ fn refused(call: &'static str, errno: i32) -> Error {
 /// Concurrent first calls are race-free without `std`: exactly one thread
 /// registers (the `BUSY` state), the others wait for its outcome. After
 /// registration a call is one atomic load and the syscall: no lock.
+///
+/// The syscall is a parameter of each call, not a field, so that it is
+/// inlined: on AArch64 Linux a steady-state flush is one load, one compare
+/// and the `svc` (BENCHMARKS.md).
 pub(crate) struct PipelineFlush {
     state: AtomicU8,
     /// Written once, before `state` becomes `REFUSED` (Release), and only
     /// read after `REFUSED` was seen (Acquire).
     refusal: UnsafeCell<MaybeUninit<Error>>,
-    sys: Syscall,
 }
 
 // SAFETY: `refusal` is written by the one thread that moved `state` from
@@ -180,30 +185,40 @@ const READY: u8 = 2;
 const REFUSED: u8 = 3;
 
 impl PipelineFlush {
-    #[cfg_attr(test, allow(dead_code))]
-    pub(crate) const fn new(sys: Syscall) -> Self {
+    pub(crate) const fn new() -> Self {
         PipelineFlush {
             state: AtomicU8::new(UNKNOWN),
             refusal: UnsafeCell::new(MaybeUninit::uninit()),
-            sys,
         }
     }
 
-    /// Makes every thread of the process pass a context synchronization.
-    #[inline]
-    pub(crate) fn flush(&self) -> Result<(), Error> {
+    /// Makes every thread of the process pass a context synchronization,
+    /// with `sys` as the membarrier syscall. `gate` runs once, before the
+    /// first registration: a refusal it returns is cached like the
+    /// kernel's (Android uses it to avoid a syscall that would kill the
+    /// process).
+    #[inline(always)]
+    pub(crate) fn flush(
+        &self,
+        sys: impl Fn(i32) -> Result<i32, i32> + Copy,
+        gate: fn() -> Result<(), Error>,
+    ) -> Result<(), Error> {
         if self.state.load(Acquire) == READY {
-            return sync_core(self.sys);
+            return sync_core(sys);
         }
-        self.first_flush()
+        self.first_flush(sys, gate)
     }
 
     #[cold]
     #[inline(never)]
-    fn first_flush(&self) -> Result<(), Error> {
+    fn first_flush(
+        &self,
+        sys: impl Fn(i32) -> Result<i32, i32> + Copy,
+        gate: fn() -> Result<(), Error>,
+    ) -> Result<(), Error> {
         loop {
             match self.state.load(Acquire) {
-                READY => return sync_core(self.sys),
+                READY => return sync_core(sys),
                 // SAFETY: see the `Sync` impl.
                 REFUSED => return Err(unsafe { (*self.refusal.get()).assume_init() }),
                 UNKNOWN => {
@@ -214,10 +229,10 @@ impl PipelineFlush {
                     {
                         continue;
                     }
-                    return match register(self.sys) {
+                    return match gate().and_then(|()| register(sys)) {
                         Ok(()) => {
                             self.state.store(READY, Release);
-                            sync_core(self.sys)
+                            sync_core(sys)
                         }
                         Err(e) if is_permanent(&e) => {
                             // SAFETY: only this thread (the one in BUSY)
@@ -394,6 +409,29 @@ mod tests {
 
     mod cached {
         use super::*;
+
+        fn open_gate() -> Result<(), Error> {
+            Ok(())
+        }
+
+        static GATED_CALLS: AtomicUsize = AtomicUsize::new(0);
+        fn never_called(_: i32) -> Result<i32, i32> {
+            GATED_CALLS.fetch_add(1, SeqCst);
+            Ok(FULL_MASK)
+        }
+        fn closed_gate() -> Result<(), Error> {
+            Err(Error::new(ErrorKind::Unsupported, "gate", None, "closed"))
+        }
+
+        #[test]
+        fn a_closed_gate_is_cached_and_no_syscall_is_ever_made() {
+            let flush = PipelineFlush::new();
+            for _ in 0..3 {
+                let e = flush.flush(never_called, closed_gate).unwrap_err();
+                assert_eq!(e.call(), "gate");
+            }
+            assert_eq!(GATED_CALLS.load(SeqCst), 0);
+        }
         use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
         static REGISTERS: AtomicUsize = AtomicUsize::new(0);
@@ -416,13 +454,13 @@ mod tests {
 
         #[test]
         fn sixteen_first_callers_register_exactly_once() {
-            let flush = PipelineFlush::new(counting);
+            let flush = PipelineFlush::new();
             let barrier = std::sync::Barrier::new(16);
             std::thread::scope(|s| {
                 for _ in 0..16 {
                     s.spawn(|| {
                         barrier.wait();
-                        flush.flush()
+                        flush.flush(counting, open_gate)
                     });
                 }
             });
@@ -438,9 +476,9 @@ mod tests {
 
         #[test]
         fn refusal_is_cached_and_reported_on_every_call() {
-            let flush = PipelineFlush::new(denying);
+            let flush = PipelineFlush::new();
             for _ in 0..3 {
-                let e = flush.flush().unwrap_err();
+                let e = flush.flush(denying, open_gate).unwrap_err();
                 assert_eq!(e.kind(), ErrorKind::PermissionDenied);
             }
             assert_eq!(DENIALS.load(SeqCst), 1);
@@ -464,14 +502,14 @@ mod tests {
 
         #[test]
         fn a_transient_registration_failure_is_reported_and_then_retried() {
-            let flush = PipelineFlush::new(short_of_memory_once);
-            let first = flush.flush().unwrap_err();
+            let flush = PipelineFlush::new();
+            let first = flush.flush(short_of_memory_once, open_gate).unwrap_err();
             assert_eq!(
                 (first.kind(), first.raw_os_error()),
                 (ErrorKind::Os, Some(12))
             );
-            assert_eq!(flush.flush(), Ok(()));
-            assert_eq!(flush.flush(), Ok(()));
+            assert_eq!(flush.flush(short_of_memory_once, open_gate), Ok(()));
+            assert_eq!(flush.flush(short_of_memory_once, open_gate), Ok(()));
             assert_eq!(
                 ATTEMPTS.load(SeqCst),
                 2,

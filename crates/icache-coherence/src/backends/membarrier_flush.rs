@@ -19,7 +19,36 @@ use crate::error::Error;
 use crate::error::ErrorKind;
 use crate::membarrier::PipelineFlush;
 
-#[cfg(linux_kernel)]
+/// AArch64 Linux: the syscall inline (`svc #0`, number in x8, arguments in
+/// x0..x2, the result or `-errno` in x0: the arm64 syscall ABI), because
+/// libc's variadic `syscall` is a PLT call and a dozen instructions more on
+/// every flush. No `nomem`: the call is a barrier, the compiler must not
+/// move memory accesses across it.
+#[cfg(all(linux_kernel, target_arch = "aarch64"))]
+#[inline(always)]
+fn membarrier(cmd: i32) -> Result<i32, i32> {
+    let ret: i64;
+    // SAFETY: membarrier(cmd, flags = 0, cpu_id = 0) reads only its integer
+    // arguments; the kernel preserves every register but x0.
+    unsafe {
+        core::arch::asm!(
+            "svc #0",
+            in("x8") libc::SYS_membarrier,
+            inlateout("x0") i64::from(cmd) => ret,
+            in("x1") 0u64,
+            in("x2") 0u64,
+            options(nostack, preserves_flags),
+        )
+    };
+    // The kernel returns -4095..=-1 for errors (include/linux/err.h).
+    if (-4095..0).contains(&ret) {
+        Err(-ret as i32)
+    } else {
+        Ok(ret as i32)
+    }
+}
+
+#[cfg(all(linux_kernel, not(target_arch = "aarch64")))]
 fn membarrier(cmd: i32) -> Result<i32, i32> {
     // SAFETY: membarrier takes plain integers: (cmd, flags = 0, cpu_id = 0).
     let ret = unsafe {
@@ -64,13 +93,12 @@ fn membarrier(cmd: i32) -> Result<i32, i32> {
     }
 }
 
-static FLUSH: PipelineFlush = PipelineFlush::new(membarrier);
+static FLUSH: PipelineFlush = PipelineFlush::new();
 
 /// Every thread of the process passes a context synchronization.
-#[inline]
+#[inline(always)]
 pub(crate) fn pipeline_flush_mt() -> Result<(), Error> {
-    android_guard()?;
-    FLUSH.flush()
+    FLUSH.flush(membarrier, android_guard)
 }
 
 /// Android before API 29 (Android 10) runs apps under a seccomp policy that
@@ -80,23 +108,18 @@ pub(crate) fn pipeline_flush_mt() -> Result<(), Error> {
 #[cfg(target_os = "android")]
 #[allow(clippy::unnecessary_cast)] // c_char is u8 on Arm Android, i8 on x86 Android
 fn android_guard() -> Result<(), Error> {
-    use core::sync::atomic::{AtomicI32, Ordering::Relaxed};
-    static API_LEVEL: AtomicI32 = AtomicI32::new(-1);
-    let mut level = API_LEVEL.load(Relaxed);
-    if level < 0 {
-        let mut buf = [0 as libc::c_char; 92]; // PROP_VALUE_MAX
-                                               // SAFETY: the name is NUL-terminated and the buffer is PROP_VALUE_MAX long.
-        let n = unsafe {
-            libc::__system_property_get(c"ro.build.version.sdk".as_ptr(), buf.as_mut_ptr())
-        };
-        level = 0;
-        for &c in buf.iter().take(n.max(0) as usize) {
-            match (c as u8).checked_sub(b'0') {
-                Some(d) if d <= 9 => level = level * 10 + i32::from(d),
-                _ => break,
-            }
+    // It runs once, before the first registration (the gate of
+    // `PipelineFlush::flush`), and its refusal is cached there.
+    let mut buf = [0 as libc::c_char; 92]; // PROP_VALUE_MAX
+                                           // SAFETY: the name is NUL-terminated and the buffer is PROP_VALUE_MAX long.
+    let n =
+        unsafe { libc::__system_property_get(c"ro.build.version.sdk".as_ptr(), buf.as_mut_ptr()) };
+    let mut level = 0;
+    for &c in buf.iter().take(n.max(0) as usize) {
+        match (c as u8).checked_sub(b'0') {
+            Some(d) if d <= 9 => level = level * 10 + i32::from(d),
+            _ => break,
         }
-        API_LEVEL.store(level, Relaxed);
     }
     if level < 29 {
         return Err(Error::new(
@@ -111,7 +134,6 @@ fn android_guard() -> Result<(), Error> {
 }
 
 #[cfg(not(target_os = "android"))]
-#[inline(always)]
 fn android_guard() -> Result<(), Error> {
     Ok(())
 }
