@@ -319,15 +319,23 @@ mod tests {
     }
 
     #[test]
-    fn cores_that_differ_only_in_l1ip_never_rewrite_the_shared_word() {
-        let (a53, a72) = (0x8444_8004, 0x8444_c004);
-        let min = RunningMin::new();
-        for k in 0..1000 {
-            let c = min.update(if k % 2 == 0 { a53 } else { a72 });
-            assert_eq!((c.iline(), c.dline()), (64, 64));
-            assert!(min.is_current(a53) && min.is_current(a72));
+    fn alternating_cores_write_the_shared_word_once_per_distinct_value() {
+        let pairs = [
+            ("cortex-a53/cortex-a72", 0x8444_8004u64, 0x8444_c004u64, 1),
+            ("64-byte/32-byte lines", 0x8444_c004, 0x8003_8003, 2),
+        ];
+        for (name, a, b, most) in pairs {
+            let min = RunningMin::new();
+            const CALLS: usize = 10_000;
+            for k in 0..CALLS {
+                min.update(if k % 2 == 0 { a } else { b });
+            }
+            let writes = min.writes.load(core::sync::atomic::Ordering::Relaxed);
+            println!("shared-word-writes {name} {CALLS} {writes}");
+            // Either core's value then takes the fast path as it is.
+            assert_eq!(min.is_current(a) && min.is_current(b), most == 1, "{name}");
+            assert!(writes <= most, "{name}: {writes} writes in {CALLS} calls");
         }
-        assert_eq!(min.writes.load(core::sync::atomic::Ordering::Relaxed), 1);
     }
 
     #[test]
