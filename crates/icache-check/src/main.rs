@@ -19,20 +19,29 @@
 //! except [`EXIT_VIOLATIONS`] when the plugin reported any violation and
 //! [`EXIT_CHECKER_FAILED`] when the checker itself could not do its job.
 
+// The checker's library files, compiled in rather than linked: the library's
+// rlib carries the plugin's entry points, which need symbols only QEMU has.
+// The plugin uses the parts the runner does not (`PluginArgs::parse`).
+#[allow(dead_code)]
+mod config;
+#[allow(dead_code)]
+mod exit_status;
+#[allow(dead_code)]
+mod plugin_args;
+#[allow(dead_code)]
+mod summary;
+
+use config::Config;
+use exit_status::{EXIT_CHECKER_FAILED, EXIT_VIOLATIONS};
+use plugin_args::PluginArgs;
+use summary::{Counts, PREFIX};
+
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-
-/// Exit status when the plugin reported at least one violation. 86 is unused by
-/// common tools and far from the 128 + signal range.
-pub const EXIT_VIOLATIONS: u8 = 86;
-/// Exit status when the checker could not run or could not trust its own
-/// results (bad usage, QEMU missing, plugin not loaded, register self-check
-/// failed).
-pub const EXIT_CHECKER_FAILED: u8 = 87;
 
 /// CTR_EL0 as QEMU 7.2's `qemu-aarch64 -cpu MODEL` reports it to the guest,
 /// measured with a program that prints `mrs x0, ctr_el0` for each model in
@@ -110,9 +119,9 @@ fn parse_args(
     Ok(opts)
 }
 
-/// The plugin argument string for a CPU model, or an error naming the known
-/// models.
-fn plugin_args(cpu: &str, idc: bool, dic: bool) -> Result<String, String> {
+/// The plugin arguments for a CPU model, or an error naming the known
+/// models. `--idc` / `--dic` set the bits the model's CTR_EL0 leaves clear.
+fn plugin_args(cpu: &str, idc: bool, dic: bool) -> Result<PluginArgs, String> {
     let Some(&(_, ctr)) = CPU_MODELS.iter().find(|(name, _)| *name == cpu) else {
         let known: Vec<&str> = CPU_MODELS.iter().map(|(n, _)| *n).collect();
         return Err(format!(
@@ -120,16 +129,14 @@ fn plugin_args(cpu: &str, idc: bool, dic: bool) -> Result<String, String> {
             known.join(", ")
         ));
     };
-    let dline = 4u64 << ((ctr >> 16) & 0xf);
-    let iline = 4u64 << (ctr & 0xf);
-    let idc = idc || ctr & (1 << 28) != 0;
-    let dic = dic || ctr & (1 << 29) != 0;
-    let onoff = |b: bool| if b { "on" } else { "off" };
-    Ok(format!(
-        "dline={dline},iline={iline},idc={},dic={}",
-        onoff(idc),
-        onoff(dic)
-    ))
+    let cfg = Config::from_ctr_el0(ctr);
+    Ok(PluginArgs {
+        config: Config {
+            idc: idc || cfg.idc,
+            dic: dic || cfg.dic,
+            ..cfg
+        },
+    })
 }
 
 /// What the plugin's log says.
@@ -146,18 +153,12 @@ struct Report {
 fn parse_log(log: &str) -> Report {
     let mut report = Report::default();
     for line in log.lines() {
-        if line.starts_with("icache-check: error:") {
+        if line.starts_with(&format!("{PREFIX}error:")) {
             report.error = true;
         }
-        let Some(rest) = line.strip_prefix("icache-check: ") else {
-            continue;
-        };
-        let Some((n, tail)) = rest.split_once(" violations, ") else {
-            continue;
-        };
-        if let (Ok(n), true) = (n.parse::<u64>(), tail.ends_with(" vCPUs")) {
+        if let Some(c) = Counts::parse_line(line) {
             report.summaries += 1;
-            report.violations += n;
+            report.violations += c.violations;
         }
     }
     report
@@ -202,8 +203,7 @@ fn main() -> ExitCode {
         .unwrap_or(0);
     let log_path =
         std::env::temp_dir().join(format!("icache-check-{}-{nanos}.log", std::process::id()));
-    let mut plugin_arg = OsString::from(plugin.as_os_str());
-    plugin_arg.push(format!(",{pargs}"));
+    let plugin_arg = pargs.plugin_option(&plugin);
 
     let status = Command::new(&qemu)
         .arg("-cpu")
@@ -307,12 +307,13 @@ mod tests {
 
     #[test]
     fn cpu_models_give_their_line_sizes() {
+        let text = |cpu, idc, dic| plugin_args(cpu, idc, dic).unwrap().to_string();
         let want = "dline=64,iline=64,idc=off,dic=off";
-        assert_eq!(plugin_args("cortex-a72", false, false).unwrap(), want);
+        assert_eq!(text("cortex-a72", false, false), want);
         let want = "dline=256,iline=256,idc=off,dic=off";
-        assert_eq!(plugin_args("a64fx", false, false).unwrap(), want);
+        assert_eq!(text("a64fx", false, false), want);
         let want = "dline=32,iline=32,idc=on,dic=on";
-        assert_eq!(plugin_args("max", true, true).unwrap(), want);
+        assert_eq!(text("max", true, true), want);
         assert!(plugin_args("cortex-a99", false, false)
             .unwrap_err()
             .contains("cortex-a72"));

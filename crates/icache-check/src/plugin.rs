@@ -55,7 +55,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::{c_uint, c_void, CString};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use qemu_plugin::install::{Args, Info, Value};
+use qemu_plugin::install::{Args, Info};
 use qemu_plugin::plugin::{HasCallbacks, Register};
 use qemu_plugin::sys::{
     qemu_plugin_cb_flags, qemu_plugin_id_t, qemu_plugin_insn_data, qemu_plugin_insn_size,
@@ -70,7 +70,8 @@ use qemu_plugin::sys::{
 use qemu_plugin::{register, PluginId};
 
 use crate::decode::{decode, is_sp_based_memory_access, Insn};
-use crate::model::{Config, Missing, Model};
+use crate::model::{Missing, Model};
+use crate::plugin_args::PluginArgs;
 use crate::shadow::Shadow;
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -138,25 +139,6 @@ unsafe fn xreg(env: *const u8, n: u8) -> u64 {
     unsafe { std::ptr::read_volatile(env.add(64 + 8 * n as usize) as *const u64) }
 }
 
-fn parse_config(args: &Args) -> Result<Config, String> {
-    let mut cfg = Config::from_ctr_el0(0x8444_c004);
-    for (key, value) in &args.parsed {
-        match (key.as_str(), value) {
-            ("dline", Value::Integer(n)) => cfg.dline = *n as u64,
-            ("iline", Value::Integer(n)) => cfg.iline = *n as u64,
-            ("idc", Value::Bool(b)) => cfg.idc = *b,
-            ("dic", Value::Bool(b)) => cfg.dic = *b,
-            _ => return Err(format!("unknown or malformed plugin argument {key}")),
-        }
-    }
-    for (name, n) in [("dline", cfg.dline), ("iline", cfg.iline)] {
-        if !n.is_power_of_two() || !(4..=2048).contains(&n) {
-            return Err(format!("{name}={n} is not a cache line size"));
-        }
-    }
-    Ok(cfg)
-}
-
 struct IcacheCheck;
 
 impl HasCallbacks for IcacheCheck {}
@@ -168,11 +150,11 @@ impl Register for IcacheCheck {
         args: &Args,
         _info: &Info,
     ) -> qemu_plugin::Result<()> {
-        let cfg = parse_config(args).unwrap_or_else(|e| {
-            eprintln!("icache-check: error: {e} (expected dline=N,iline=N,idc=on|off,dic=on|off)");
+        let parsed = PluginArgs::parse(&args.raw).unwrap_or_else(|e| {
+            eprintln!("icache-check: error: {e} (expected {})", PluginArgs::USAGE);
             std::process::exit(2);
         });
-        let model = Model::new(cfg);
+        let model = Model::new(parsed.config);
         let shadow = model.shadow();
         let inner = Inner {
             model,
