@@ -32,6 +32,8 @@ pub enum Insn {
     IcIalluis,
     /// `dsb` with the given option.
     Dsb(DsbOption),
+    /// `dmb` with the given option (the same `CRm` encoding as `dsb`).
+    Dmb(DsbOption),
     /// `isb` (every option value behaves as `SY`, C6.2.113).
     Isb,
     /// `svc #imm`: a system call.
@@ -71,6 +73,12 @@ impl DsbOption {
         let types = self.0 & 0b11;
         types == 0b11 && domain != 0b01
     }
+
+    /// Whether a `dmb` with this option orders earlier stores before later
+    /// ones beyond this core: `ST` or full, any domain but `nsh`.
+    pub fn orders_stores(self) -> bool {
+        self.0 & 0b10 != 0 && self.0 >> 2 != 0b01
+    }
 }
 
 // SYS #op1, Cn, Cm, #op2, Xt is 1101_0101_0000_1 op1 CRn CRm op2 Rt (C6.2.317).
@@ -80,6 +88,8 @@ const SYS_BITS: u32 = 0xd508_0000;
 const BARRIER_MASK: u32 = 0xffff_f0ff;
 const DSB_BITS: u32 = 0xd503_309f;
 const ISB_BITS: u32 = 0xd503_30df;
+// DMB has op2 = 101 (C6.2.81).
+const DMB_BITS: u32 = 0xd503_30bf;
 // SVC is 1101_0100_000 imm16 000_01 (C6.2.365).
 const SVC_MASK: u32 = 0xffe0_001f;
 const SVC_BITS: u32 = 0xd400_0001;
@@ -115,6 +125,9 @@ pub fn decode(word: u32) -> Insn {
     }
     if word & BARRIER_MASK == ISB_BITS {
         return Insn::Isb;
+    }
+    if word & BARRIER_MASK == DMB_BITS {
+        return Insn::Dmb(DsbOption(((word >> 8) & 0xf) as u8));
     }
     if word & SVC_MASK == SVC_BITS {
         return Insn::Svc;
@@ -205,6 +218,8 @@ mod tests {
         assert_eq!(decode(0xd503_3f9f), Insn::Dsb(DsbOption(0b1111))); // dsb sy
         assert_eq!(decode(0xd503_3a9f), Insn::Dsb(DsbOption(0b1010))); // dsb ishst
         assert_eq!(decode(0xd503_3fdf), Insn::Isb);
+        assert_eq!(decode(0xd503_3bbf), Insn::Dmb(DsbOption(0b1011))); // dmb ish
+        assert_eq!(decode(0xd503_3abf), Insn::Dmb(DsbOption(0b1010))); // dmb ishst
         assert_eq!(decode(0xd400_0001), Insn::Svc);
         assert_eq!(decode(0xd400_1001), Insn::Svc); // svc #0x80
     }
@@ -214,7 +229,6 @@ mod tests {
         let others = [
             0xd503_309f, // ssbb
             0xd503_349f, // pssbb
-            0xd503_3bbf, // dmb ish
             0xd503_201f, // nop
             0xd50b_7420, // dc zva, x0
             0xd508_7620, // dc ivac, x0 (invalidate only, not a clean)
@@ -266,6 +280,12 @@ mod tests {
         }
         for crm in no {
             assert!(!DsbOption(crm).completes_maintenance(), "{crm:#06b}");
+        }
+        for crm in [0b1011, 0b1010, 0b1111, 0b1110, 0b0011] {
+            assert!(DsbOption(crm).orders_stores(), "{crm:#06b}");
+        }
+        for crm in [0b1001, 0b0111, 0b0110, 0b0001] {
+            assert!(!DsbOption(crm).orders_stores(), "{crm:#06b}");
         }
     }
 

@@ -39,6 +39,23 @@
 //!    stored by the guest and are not yet coherent for the executing vCPU.
 //!    Bytes the guest never stored (the loader's or kernel's code) are
 //!    coherent.
+//! 7. Ordering through a `dmb` (catalogue `aarch64-ifetch`:
+//!    MP.RF+dc.cvau-dmb.ish+dsb.ish-ic.ivau-dsb.ish-isb and
+//!    MP.RF+dc-dmb+addr-ic-dsb-isb Forbidden; with IDC,
+//!    IDC1.MP.RF+dmb.st+dsb.ish-ic.ivau-dsb.ish-isb Forbidden; with IDC and
+//!    DIC, DIC1.MP.RF+dmb.st+ctrlisb Forbidden). A `dc` by V followed by a
+//!    full `dmb` (`ish`, `osh`, `sy`) of V is ordered before V's later
+//!    stores. Another vCPU W that runs a completing `dsb` or an `ic` after
+//!    one of those stores may have read it, and then the clean completes at
+//!    W's next `dsb` and counts as a clean for W's `ic`s meanwhile. With IDC,
+//!    V's stores before a `dmb` that orders stores (`ishst` too) count as
+//!    cleaned at such a `dsb` or `ic` of W; with IDC and DIC also at W's
+//!    `isb`. The checker does not see which loads read which stores, so it
+//!    takes "ran after one of those stores" for "read it": a W that ran its
+//!    maintenance at that moment without reading the flag is not reported.
+//! 8. A return from a system call that real arm64 Linux serves from the vDSO
+//!    (`clock_gettime`, `clock_getres`, `gettimeofday`) is not a context
+//!    synchronization event, although QEMU 7.2 makes it a real system call.
 //!
 //! # Refinements
 //!
@@ -77,6 +94,18 @@ pub mod sysno {
     pub const MEMBARRIER: i64 = 283;
     /// `MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE` (`include/uapi/linux/membarrier.h`).
     pub const MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE: u64 = 32;
+    /// `gettimeofday(tv, tz)`.
+    pub const GETTIMEOFDAY: i64 = 169;
+    /// `clock_gettime(clock, ts)`.
+    pub const CLOCK_GETTIME: i64 = 113;
+    /// `clock_getres(clock, res)`.
+    pub const CLOCK_GETRES: i64 = 114;
+    /// The calls arm64 Linux serves from the vDSO without entering the kernel
+    /// (`arch/arm64/kernel/vdso/vdso.lds.S`: `__kernel_clock_gettime`,
+    /// `__kernel_gettimeofday`, `__kernel_clock_getres`). QEMU 7.2 has no
+    /// vDSO, so they are real system calls under emulation, but on hardware
+    /// they return without an exception and synchronize nothing.
+    pub const VDSO: [i64; 3] = [CLOCK_GETTIME, CLOCK_GETRES, GETTIMEOFDAY];
 }
 
 /// A word as a `dc`/`ic` saw it when issued: its address and store identity.
@@ -107,7 +136,30 @@ struct Vcpu {
     membarrier_issued: Option<u64>,
     /// Arguments of the system call in progress (for the `mmap` family).
     syscall_args: [u64; 3],
+    /// Cleans by other vCPUs that this vCPU observed through a
+    /// [`Publication`]: they complete at this vCPU's next `dsb`, and an `ic`
+    /// issued before it already counts them as cleans (rule 7).
+    observed_cleans: Vec<(u64, u64)>,
 }
+
+/// Maintenance a vCPU ordered before its later stores with a `dmb` (rule 7):
+/// other vCPUs that run a `dsb` or an `ic` after one of those stores
+/// may have observed it, and then their maintenance is ordered after it.
+struct Publication {
+    vcpu: u32,
+    /// The publishing vCPU's store count at the `dmb`: the publication is
+    /// visible once that count has grown.
+    after_count: u64,
+    /// The words of `dc` cleans pending at a full `dmb`.
+    cleans: Vec<(u64, u64)>,
+    /// With IDC: stores up to this count, ordered by a `dmb` that orders
+    /// stores, count as cleaned once observed.
+    idc_count: Option<u64>,
+}
+
+/// At most this many publications per vCPU are kept; older ones are dropped,
+/// which can only add reports, never hide one.
+const MAX_PUBLICATIONS: usize = 64;
 
 /// The coherence model. Stores go to the lock-free [`Shadow`] (see
 /// [`Model::shadow`]); every other event needs `&mut Model`, so the plugin
@@ -119,6 +171,7 @@ pub struct Model {
     vcpus: Vec<Vcpu>,
     counted_stores: HashSet<u64>,
     counts: Counts,
+    publications: Vec<Publication>,
 }
 
 impl Model {
@@ -130,6 +183,7 @@ impl Model {
             shadow: Arc::new(Shadow::new()),
             vcpus: Vec::new(),
             counted_stores: HashSet::new(),
+            publications: Vec::new(),
             counts: Counts::default(),
         }
     }
@@ -237,13 +291,16 @@ impl Model {
             }
             Insn::IcIvau { .. } => {
                 self.counts.maintenance_ops += 1;
+                self.observe(v, now);
                 let iline = self.cfg.iline;
+                let observed = &self.vcpus[v as usize].observed_cleans;
                 let snap: Vec<_> = self
                     .snapshot(operand & !(iline - 1), iline)
                     .into_iter()
                     .map(|(a, id)| {
                         let m = self.shadow.page(a).and_then(|(p, w)| Some(&p.maint()?[w]));
-                        (a, id, self.clean_time(m, id).is_some())
+                        let clean = self.clean_time(m, id).is_some() || observed.contains(&(a, id));
+                        (a, id, clean)
                     })
                     .collect();
                 self.vcpu(v).pending_invals.push(snap);
@@ -257,8 +314,89 @@ impl Model {
                 self.vcpu(v).pending_ialluis = Some(now);
             }
             Insn::Dsb(opt) => self.dsb(v, opt, now),
-            Insn::Isb => self.sync(v, now),
+            Insn::Dmb(opt) => self.dmb(v, opt),
+            Insn::Isb => {
+                if self.cfg.idc && self.cfg.dic {
+                    // Rule 7 with IDC and DIC: an observed store needs only
+                    // the observer's context synchronization.
+                    self.observe(v, now);
+                    let later = self.tick();
+                    self.sync(v, later);
+                } else {
+                    self.sync(v, now);
+                }
+            }
             Insn::Svc | Insn::Other => {}
+        }
+    }
+
+    /// A `dmb` by `v`: publishes its pending cleans (full `dmb` only) and,
+    /// with IDC, its stores (any `dmb` that orders stores). Rule 7.
+    fn dmb(&mut self, v: u32, opt: DsbOption) {
+        let full = opt.completes_maintenance();
+        let idc = self.cfg.idc && opt.orders_stores();
+        if !full && !idc {
+            return;
+        }
+        let count = self.shadow.last_count(v);
+        let cleans: Vec<(u64, u64)> = if full {
+            self.vcpu(v)
+                .pending_cleans
+                .iter()
+                .flatten()
+                .copied()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if cleans.is_empty() && !idc {
+            return;
+        }
+        let mine = self.publications.iter().filter(|p| p.vcpu == v).count();
+        if mine >= MAX_PUBLICATIONS {
+            if let Some(i) = self.publications.iter().position(|p| p.vcpu == v) {
+                self.publications.remove(i);
+            }
+        }
+        self.publications.push(Publication {
+            vcpu: v,
+            after_count: count,
+            cleans,
+            idc_count: idc.then_some(count),
+        });
+    }
+
+    /// `w` runs a `dsb` or an `ic` (or, with IDC and DIC, an `isb`) at `now`:
+    /// every publication of another vCPU whose later store has happened may
+    /// have been observed by `w`, so its maintenance is ordered before `w`'s.
+    fn observe(&mut self, w: u32, now: u64) {
+        if self.publications.is_empty() {
+            return;
+        }
+        let shadow = Arc::clone(&self.shadow);
+        let visible = |p: &Publication| p.vcpu != w && shadow.last_count(p.vcpu) > p.after_count;
+        let mut cleans = Vec::new();
+        let mut idc = Vec::new();
+        for p in self.publications.iter().filter(|p| visible(p)) {
+            cleans.extend_from_slice(&p.cleans);
+            if let Some(c) = p.idc_count {
+                idc.push((p.vcpu, c));
+            }
+        }
+        self.vcpu(w);
+        for (v, c) in idc {
+            let marks = &mut self.vcpu(v).idc_marks;
+            // A mark already covering these stores is earlier; keep the
+            // marks sorted by count and by time.
+            if marks.last().is_none_or(|&(last, _)| last < c) {
+                marks.push((c, now));
+            }
+        }
+        let vc = &mut self.vcpus[w as usize];
+        for a in cleans {
+            if !vc.observed_cleans.contains(&a) {
+                vc.observed_cleans.push(a);
+            }
         }
     }
 
@@ -267,12 +405,21 @@ impl Model {
             return;
         }
         let dic = self.cfg.dic;
+        self.observe(v, now);
         if self.cfg.idc {
             let count = self.shadow.last_count(v);
-            self.vcpu(v).idc_marks.push((count, now));
+            let marks = &mut self.vcpu(v).idc_marks;
+            // An observer's mark (rule 7) for the same count is earlier.
+            if marks.last().is_none_or(|&(last, _)| last < count) {
+                marks.push((count, now));
+            }
         }
+        // This dsb completes everything `v` published.
+        self.publications.retain(|p| p.vcpu != v);
         let vc = self.vcpu(v);
-        let cleans = std::mem::take(&mut vc.pending_cleans);
+        let observed = std::mem::take(&mut vc.observed_cleans);
+        let mut cleans = std::mem::take(&mut vc.pending_cleans);
+        cleans.push(observed);
         let invals = std::mem::take(&mut vc.pending_invals);
         let iallu = vc.pending_iallu.take();
         let ialluis = vc.pending_ialluis.take();
@@ -353,7 +500,8 @@ impl Model {
     }
 
     /// vCPU `v` returns from system call `num` with result `ret`. The return
-    /// is a context synchronization event for `v`.
+    /// is a context synchronization event for `v`, except for the calls real
+    /// Linux serves from the vDSO ([`sysno::VDSO`]).
     pub fn syscall_return(&mut self, v: u32, num: i64, ret: i64) {
         let now = self.tick();
         let vc = self.vcpu(v);
@@ -377,7 +525,9 @@ impl Model {
                 _ => {}
             }
         }
-        self.sync(v, now);
+        if !sysno::VDSO.contains(&num) {
+            self.sync(v, now);
+        }
     }
 
     /// Forgets the guest's stores to the pages in `[addr, addr + len)`. The

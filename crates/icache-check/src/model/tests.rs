@@ -25,6 +25,7 @@ enum E {
     IcAlluIs(u32),
     Dsb(u32),
     DsbOpt(u32, u8),
+    Dmb(u32, u8),
     Isb(u32),
     Syscall(u32, i64, [u64; 3], i64),
     Exec(u32, u64),
@@ -51,6 +52,7 @@ fn run(cfg: Config, script: &[E]) -> Vec<Violation> {
             IcAlluIs(v) => m.maintenance(v, Insn::IcIalluis, 0),
             Dsb(v) => m.maintenance(v, Insn::Dsb(DsbOption(0b1011)), 0),
             DsbOpt(v, crm) => m.maintenance(v, Insn::Dsb(DsbOption(crm)), 0),
+            Dmb(v, crm) => m.maintenance(v, Insn::Dmb(DsbOption(crm)), 0),
             Isb(v) => m.maintenance(v, Insn::Isb, 0),
             Syscall(v, num, args, ret) => {
                 m.syscall(v, num, args);
@@ -517,4 +519,86 @@ fn summary_counts_code_stores_maintenance_and_vcpus() {
     assert_eq!(m.execute(0, CODE + 4), None);
     let want = "icache-check: 0 violations, 1 code stores, 2 maintenance ops, 2 vCPUs";
     assert_eq!(m.counts().to_string(), want);
+}
+
+const FLAG: u64 = 0x20_0000;
+const ISH: u8 = 0b1011;
+const ISHST: u8 = 0b1010;
+
+#[test]
+fn clean_ordered_by_dmb_completes_at_the_observers_dsb() {
+    // MP.RF+dc.cvau-dmb.ish+dsb.ish-ic.ivau-dsb.ish-isb (Forbidden).
+    let mut s = vec![Start(0), Start(1), Store(0, CODE), Dc(0, CODE)];
+    s.extend([Dmb(0, ISH), Store(0, FLAG)]);
+    s.extend([Dsb(1), Ic(1, CODE), Dsb(1), Isb(1), Exec(1, CODE)]);
+    assert_eq!(run(A72, &s), vec![]);
+}
+
+#[test]
+fn clean_ordered_by_dmb_counts_for_the_observers_ic() {
+    // MP.RF+dc-dmb+addr-ic-dsb-isb (Forbidden): no dsb before the ic.
+    let mut s = vec![Start(0), Start(1), Store(0, CODE), Dc(0, CODE)];
+    s.extend([Dmb(0, ISH), Store(0, FLAG)]);
+    s.extend([Ic(1, CODE), Dsb(1), Isb(1), Exec(1, CODE)]);
+    assert_eq!(run(A72, &s), vec![]);
+}
+
+#[test]
+fn clean_before_dmb_is_not_published_until_the_next_store() {
+    // The observer's maintenance ran before the flag store: nothing ordered.
+    let mut s = vec![Start(0), Start(1), Store(0, CODE), Dc(0, CODE)];
+    s.extend([Dmb(0, ISH), Dsb(1), Ic(1, CODE), Dsb(1), Isb(1)]);
+    s.extend([Store(0, FLAG), Exec(1, CODE)]);
+    assert_eq!(only(&run(A72, &s)), (Missing::NotCleaned, CODE));
+}
+
+#[test]
+fn dmb_ishst_does_not_publish_a_clean() {
+    let mut s = vec![Start(0), Start(1), Store(0, CODE), Dc(0, CODE)];
+    s.extend([Dmb(0, ISHST), Store(0, FLAG)]);
+    s.extend([Dsb(1), Ic(1, CODE), Dsb(1), Isb(1), Exec(1, CODE)]);
+    assert_eq!(only(&run(A72, &s)), (Missing::NotCleaned, CODE));
+}
+
+#[test]
+fn dmb_without_a_clean_publishes_nothing_without_idc() {
+    // MP.RF+dmb.st+dsb.ish-ic.ivau-dsb.ish-isb (Allowed).
+    let mut s = vec![Start(0), Start(1), Store(0, CODE)];
+    s.extend([Dmb(0, ISHST), Store(0, FLAG)]);
+    s.extend([Dsb(1), Ic(1, CODE), Dsb(1), Isb(1), Exec(1, CODE)]);
+    assert_eq!(only(&run(A72, &s)), (Missing::NotCleaned, CODE));
+}
+
+#[test]
+fn with_idc_a_store_ordered_by_dmb_ishst_is_clean_for_the_observer() {
+    // IDC1.MP.RF+dmb.st+dsb.ish-ic.ivau-dsb.ish-isb (Forbidden).
+    let mut s = vec![Start(0), Start(1), Store(0, CODE)];
+    s.extend([Dmb(0, ISHST), Store(0, FLAG)]);
+    s.extend([Dsb(1), Ic(1, CODE), Dsb(1), Isb(1), Exec(1, CODE)]);
+    assert_eq!(run(IDC, &s), vec![]);
+    // Without the reader's ic it is still not invalidated.
+    let mut s = vec![Start(0), Start(1), Store(0, CODE)];
+    s.extend([Dmb(0, ISHST), Store(0, FLAG), Dsb(1), Isb(1), Exec(1, CODE)]);
+    assert_eq!(only(&run(IDC, &s)), (Missing::NotInvalidated, CODE));
+}
+
+#[test]
+fn with_idc_and_dic_the_observers_isb_is_enough() {
+    // DIC1.MP.RF+dmb.st+ctrlisb (Forbidden); IDC1.MP.RF+dmb.st+ctrlisb
+    // (Allowed) without DIC.
+    let both = Config { dic: true, ..IDC };
+    let mut s = vec![Start(0), Start(1), Store(0, CODE)];
+    s.extend([Dmb(0, ISHST), Store(0, FLAG), Isb(1), Exec(1, CODE)]);
+    assert_eq!(run(both, &s), vec![]);
+    assert_eq!(only(&run(IDC, &s)), (Missing::NotCleaned, CODE));
+}
+
+#[test]
+fn vdso_calls_do_not_synchronize() {
+    for num in sysno::VDSO {
+        let mut s = vec![Start(0), Store(0, CODE)];
+        s.extend(sequence(0, CODE, "isb"));
+        s.extend([Syscall(0, num, [1, 0, 0], 0), Exec(0, CODE)]);
+        assert_eq!(only(&run(A72, &s)), (Missing::NoContextSync, CODE), "{num}");
+    }
 }
