@@ -46,15 +46,22 @@ use std::process::{Command, ExitCode};
 /// CTR_EL0 as QEMU 7.2's `qemu-aarch64 -cpu MODEL` reports it to the guest,
 /// measured with a program that prints `mrs x0, ctr_el0` for each model in
 /// `qemu-aarch64 -cpu help`. None sets IDC (bit 28) or DIC (bit 29).
-const CPU_MODELS: &[(&str, u64)] = &[
-    ("a64fx", 0x8666_8006),
-    ("cortex-a35", 0x8444_8004),
-    ("cortex-a53", 0x8444_8004),
-    ("cortex-a57", 0x8444_c004),
-    ("cortex-a72", 0x8444_c004),
-    ("cortex-a76", 0x8444_c004),
-    ("max", 0x8003_8003),
-    ("neoverse-n1", 0x8444_c004),
+///
+/// The third column is what the runner passes to `-cpu`. QEMU 7.2 gives
+/// plugins no memory callback for SVE and SME stores, and glibc picks an SVE
+/// `memcpy` when the CPU has SVE, so code copied with `memcpy` would be
+/// invisible. The runner therefore turns SVE (and, on `max`, SME) off; glibc
+/// then uses its plain `memcpy`, and a program that uses SVE itself gets
+/// SIGILL instead of passing unchecked. `a64fx` has no `sme` property.
+const CPU_MODELS: &[(&str, u64, &str)] = &[
+    ("a64fx", 0x8666_8006, "a64fx,sve=off"),
+    ("cortex-a35", 0x8444_8004, "cortex-a35"),
+    ("cortex-a53", 0x8444_8004, "cortex-a53"),
+    ("cortex-a57", 0x8444_c004, "cortex-a57"),
+    ("cortex-a72", 0x8444_c004, "cortex-a72"),
+    ("cortex-a76", 0x8444_c004, "cortex-a76"),
+    ("max", 0x8003_8003, "max,sve=off,sme=off"),
+    ("neoverse-n1", 0x8444_c004, "neoverse-n1"),
 ];
 
 const DEFAULT_CPU: &str = "cortex-a72";
@@ -119,24 +126,26 @@ fn parse_args(
     Ok(opts)
 }
 
-/// The plugin arguments for a CPU model, or an error naming the known
-/// models. `--idc` / `--dic` set the bits the model's CTR_EL0 leaves clear.
-fn plugin_args(cpu: &str, idc: bool, dic: bool) -> Result<PluginArgs, String> {
-    let Some(&(_, ctr)) = CPU_MODELS.iter().find(|(name, _)| *name == cpu) else {
-        let known: Vec<&str> = CPU_MODELS.iter().map(|(n, _)| *n).collect();
+/// The plugin arguments and QEMU's `-cpu` value for a CPU model, or an error
+/// naming the known models. `--idc` / `--dic` set the bits the model's
+/// CTR_EL0 leaves clear.
+fn plugin_args(cpu: &str, idc: bool, dic: bool) -> Result<(PluginArgs, &'static str), String> {
+    let Some(&(_, ctr, qemu_cpu)) = CPU_MODELS.iter().find(|(name, _, _)| *name == cpu) else {
+        let known: Vec<&str> = CPU_MODELS.iter().map(|(n, _, _)| *n).collect();
         return Err(format!(
             "unknown CPU model {cpu}; known: {}",
             known.join(", ")
         ));
     };
     let cfg = Config::from_ctr_el0(ctr);
-    Ok(PluginArgs {
+    let args = PluginArgs {
         config: Config {
             idc: idc || cfg.idc,
             dic: dic || cfg.dic,
             ..cfg
         },
-    })
+    };
+    Ok((args, qemu_cpu))
 }
 
 /// What the plugin's log says.
@@ -181,7 +190,7 @@ fn main() -> ExitCode {
         Ok(o) => o,
         Err(e) => return fail(&e),
     };
-    let pargs = match plugin_args(&opts.cpu, opts.idc, opts.dic) {
+    let (pargs, qemu_cpu) = match plugin_args(&opts.cpu, opts.idc, opts.dic) {
         Ok(a) => a,
         Err(e) => return fail(&e),
     };
@@ -207,7 +216,7 @@ fn main() -> ExitCode {
 
     let status = Command::new(&qemu)
         .arg("-cpu")
-        .arg(&opts.cpu)
+        .arg(qemu_cpu)
         .arg("-L")
         .arg(&ld_prefix)
         .arg("-plugin")
@@ -307,7 +316,7 @@ mod tests {
 
     #[test]
     fn cpu_models_give_their_line_sizes() {
-        let text = |cpu, idc, dic| plugin_args(cpu, idc, dic).unwrap().to_string();
+        let text = |cpu, idc, dic| plugin_args(cpu, idc, dic).unwrap().0.to_string();
         let want = "dline=64,iline=64,idc=off,dic=off";
         assert_eq!(text("cortex-a72", false, false), want);
         let want = "dline=256,iline=256,idc=off,dic=off";
@@ -317,6 +326,21 @@ mod tests {
         assert!(plugin_args("cortex-a99", false, false)
             .unwrap_err()
             .contains("cortex-a72"));
+    }
+
+    #[test]
+    fn sve_and_sme_are_off_in_every_model_that_has_them() {
+        // QEMU 7.2: a64fx and max have SVE, max also SME (HWCAP/HWCAP2).
+        assert_eq!(
+            plugin_args("a64fx", false, false).unwrap().1,
+            "a64fx,sve=off"
+        );
+        let max = plugin_args("max", false, false).unwrap().1;
+        assert_eq!(max, "max,sve=off,sme=off");
+        assert_eq!(
+            plugin_args("cortex-a72", false, false).unwrap().1,
+            "cortex-a72"
+        );
     }
 
     #[test]

@@ -163,3 +163,60 @@ fn unaligned_flush_that_misses_a_line_is_flagged() {
 fn unrolled_correct_flush_reports_nothing() {
     expect(8, &[]);
 }
+
+/// The CPU models the runner accepts, from its own error message, so that a
+/// model added to the runner is tested too.
+fn runner_cpu_models() -> Vec<String> {
+    let out = Command::new(RUNNER)
+        .args(["--cpu", "no-such-model", "--", "true"])
+        .output()
+        .expect("run icache-check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let list = stderr
+        .split("known: ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no model list in: {stderr}"));
+    list.trim().split(", ").map(str::to_string).collect()
+}
+
+#[test]
+fn code_copied_with_memcpy_and_no_maintenance_is_reported_on_every_cpu_model() {
+    require(
+        "aarch64-linux-gnu-gcc",
+        "gcc-aarch64-linux-gnu and libc6-dev-arm64-cross",
+    );
+    require("qemu-aarch64", "qemu-user");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/memcpy.c");
+    let program = Path::new(env!("CARGO_TARGET_TMPDIR")).join("memcpy");
+    let status = Command::new("aarch64-linux-gnu-gcc")
+        .args(["-O2", "-static", "-o"])
+        .arg(&program)
+        .arg(&src)
+        .status()
+        .expect("run aarch64-linux-gnu-gcc");
+    assert!(status.success(), "building fixtures/memcpy.c failed");
+    let models = runner_cpu_models();
+    assert!(models.len() >= 8, "{models:?}");
+    for cpu in models {
+        let out = Command::new(RUNNER)
+            .args(["--cpu", &cpu, "--plugin"])
+            .arg(plugin())
+            .arg("--")
+            .arg(&program)
+            .output()
+            .expect("run icache-check");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stdout.contains("memcpy: result=42"),
+            "{cpu}:\n{stdout}\n{stderr}"
+        );
+        let summary = Counts::all_in(&stderr)
+            .last()
+            .unwrap_or_else(|| panic!("no summary on {cpu}:\n{stderr}"));
+        // 256 words copied, each executed once, none maintained.
+        assert_eq!(summary.violations, 256, "{cpu}: {summary}");
+        assert!(stderr.contains(": not cleaned"), "{cpu}:\n{stderr}");
+        assert_eq!(out.status.code(), Some(EXIT_VIOLATIONS), "{cpu}");
+    }
+}
