@@ -150,6 +150,23 @@ pub fn is_sp_based_memory_access(word: u32) -> bool {
     load_store_group && !literal && (word >> 5) & 0x1f == 31
 }
 
+/// Whether `word` is one of the instructions the Arm ARM allows one thread to
+/// replace while another executes it, with the other thread running either
+/// the old or the new one (DDI 0487, B2.2.5 "Concurrent modification and
+/// execution of instructions"): `B`, `BL`, `NOP`, `BRK`, `SVC`, `HVC`,
+/// `SMC` and `ISB`. Encodings from C6.2 (`B` 000101 imm26, `BL` 100101
+/// imm26, the exception-generating group 11010100 opc imm16 000 LL, the
+/// hint `NOP` and the barrier `ISB` with any option).
+pub fn is_concurrently_modifiable(word: u32) -> bool {
+    let branch = word & 0x7c00_0000 == 0x1400_0000; // B and BL
+    let exception = word & 0xffe0_001f;
+    let svc_hvc_smc = matches!(exception, 0xd400_0001..=0xd400_0003);
+    let brk = exception == 0xd420_0000;
+    let nop = word == 0xd503_201f;
+    let isb = word & BARRIER_MASK == ISB_BITS;
+    branch || svc_hvc_smc || brk || nop || isb
+}
+
 impl Insn {
     /// The register holding the address operand, for the instructions that
     /// take one.
@@ -295,5 +312,36 @@ mod tests {
         assert_eq!(decode(0xd50b_7522).address_register(), Some(2));
         assert_eq!(decode(0xd508_751f).address_register(), None);
         assert_eq!(decode(0xd503_3b9f).address_register(), None);
+    }
+
+    #[test]
+    fn the_concurrently_modifiable_list_is_recognized() {
+        let listed = [
+            0x1400_0002, // b .+8
+            0x17ff_ffff, // b .-4
+            0x9400_0010, // bl
+            0xd503_201f, // nop
+            0xd420_0000, // brk #0
+            0xd400_0001, // svc #0
+            0xd400_0002, // hvc #0
+            0xd400_0003, // smc #0
+            0xd503_3fdf, // isb
+        ];
+        for word in listed {
+            assert!(is_concurrently_modifiable(word), "{word:#010x}");
+        }
+        let others = [
+            0x5280_0020, // mov w0, #1
+            0x5400_0040, // b.eq .+8 (conditional: not on the list)
+            0xd61f_0200, // br x16
+            0xd65f_03c0, // ret
+            0xd503_203f, // yield
+            0xd503_3f9f, // dsb sy
+            0xd400_0000, // undefined (LL = 00)
+            0xd440_0000, // hlt #0
+        ];
+        for word in others {
+            assert!(!is_concurrently_modifiable(word), "{word:#010x}");
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! icache-check plugin and exits non-zero when the plugin saw a violation.
 //!
 //! ```text
-//! icache-check [--cpu MODEL] [--idc] [--dic] [--plugin PATH] -- PROGRAM [ARGS...]
+//! icache-check [--cpu MODEL] [--idc] [--dic] [--fail-on CLASSES] [--plugin PATH] -- PROGRAM [ARGS...]
 //! ```
 //!
 //! It works as a cargo runner, because cargo appends the program and its
@@ -34,7 +34,7 @@ mod summary;
 use config::Config;
 use exit_status::{EXIT_CHECKER_FAILED, EXIT_VIOLATIONS};
 use plugin_args::PluginArgs;
-use summary::{Counts, PREFIX};
+use summary::{Class, ClassCounts, Counts, PREFIX};
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -66,8 +66,10 @@ const CPU_MODELS: &[(&str, u64, &str)] = &[
 
 const DEFAULT_CPU: &str = "cortex-a72";
 const DEFAULT_LD_PREFIX: &str = "/usr/aarch64-linux-gnu";
-const USAGE: &str =
-    "usage: icache-check [--cpu MODEL] [--idc] [--dic] [--plugin PATH] -- PROGRAM [ARGS...]";
+const USAGE: &str = "usage: icache-check [--cpu MODEL] [--idc] [--dic] [--fail-on CLASSES] \
+                     [--plugin PATH] -- PROGRAM [ARGS...]\n\
+                     CLASSES: comma-separated, from maintenance, sync, patch-site \
+                     (default maintenance,sync)";
 
 /// The parsed command line.
 #[derive(Debug, PartialEq, Eq)]
@@ -76,7 +78,21 @@ struct Options {
     idc: bool,
     dic: bool,
     plugin: Option<PathBuf>,
+    /// The report classes that make the runner exit with [`EXIT_VIOLATIONS`].
+    fail_on: Vec<Class>,
     program: Vec<OsString>,
+}
+
+/// Parses `--fail-on`'s list of class names.
+fn parse_classes(list: &str) -> Result<Vec<Class>, String> {
+    list.split(',')
+        .map(|name| {
+            Class::from_name(name.trim()).ok_or_else(|| {
+                let known: Vec<&str> = Class::ALL.iter().map(|c| c.name()).collect();
+                format!("unknown report class {name}; known: {}", known.join(", "))
+            })
+        })
+        .collect()
 }
 
 /// Parses the command line. Without `--cpu`, the model is `default_cpu`
@@ -90,6 +106,10 @@ fn parse_args(
         idc: false,
         dic: false,
         plugin: None,
+        fail_on: Class::ALL
+            .into_iter()
+            .filter(|c| c.fails_by_default())
+            .collect(),
         program: Vec::new(),
     };
     let mut args = args.into_iter();
@@ -108,6 +128,9 @@ fn parse_args(
             "-h" | "--help" => return Err(USAGE.to_string()),
             t if t == "--cpu" || t.starts_with("--cpu=") => {
                 opts.cpu = value("--cpu")?.to_string_lossy().into_owned();
+            }
+            t if t == "--fail-on" || t.starts_with("--fail-on=") => {
+                opts.fail_on = parse_classes(&value("--fail-on")?.to_string_lossy())?;
             }
             t if t == "--plugin" || t.starts_with("--plugin=") => {
                 opts.plugin = Some(value("--plugin")?.into());
@@ -155,6 +178,8 @@ struct Report {
     summaries: u64,
     /// Sum of the violation counts of all summaries.
     violations: u64,
+    /// Sum of the per-class counts of all class lines.
+    classes: ClassCounts,
     /// The plugin printed an `icache-check: error:` line.
     error: bool,
 }
@@ -170,6 +195,7 @@ fn parse_log(log: &str) -> Report {
             report.violations += c.violations;
         }
     }
+    report.classes = ClassCounts::sum_in(log);
     report
 }
 
@@ -249,15 +275,33 @@ fn main() -> ExitCode {
     if report.error {
         return ExitCode::from(EXIT_CHECKER_FAILED);
     }
-    if report.violations > 0 {
+    let failing: u64 = opts.fail_on.iter().map(|&c| report.classes.get(c)).sum();
+    // Every violation is in a class; a plugin that printed no class line
+    // cannot be filtered, so its violations all count.
+    let classified: u64 = Class::ALL
+        .into_iter()
+        .filter(|c| c.fails_by_default())
+        .map(|c| report.classes.get(c))
+        .sum();
+    let failing = if classified == report.violations {
+        failing
+    } else {
+        report.violations
+    };
+    if failing > 0 {
         let mut msg = String::new();
         let _ = write!(
             msg,
-            "icache-check: {} violation(s): exiting with {EXIT_VIOLATIONS} (the program's own status was {program_code})",
-            report.violations
+            "icache-check: {failing} violation(s): exiting with {EXIT_VIOLATIONS} (the program's own status was {program_code})",
         );
         eprintln!("{msg}");
         return ExitCode::from(EXIT_VIOLATIONS);
+    }
+    if report.violations > 0 {
+        eprintln!(
+            "icache-check: {} violation(s), none in the classes chosen by --fail-on: not failing",
+            report.violations
+        );
     }
     if report.summaries == 0 && program_code == 0 {
         return fail("the plugin printed no summary; did QEMU load it?");
@@ -305,6 +349,18 @@ mod tests {
         let o = parse_args2(args("--cpu=max --plugin=/x/p.so --dic -- a")).unwrap();
         assert_eq!((o.cpu.as_str(), o.dic), ("max", true));
         assert_eq!(o.plugin, Some(PathBuf::from("/x/p.so")));
+    }
+
+    #[test]
+    fn fail_on_defaults_to_the_violation_classes_and_parses_a_list() {
+        let o = parse_args2(args("-- a")).unwrap();
+        assert_eq!(o.fail_on, [Class::Maintenance, Class::Sync]);
+        let o = parse_args2(args("--fail-on maintenance -- a")).unwrap();
+        assert_eq!(o.fail_on, [Class::Maintenance]);
+        let o = parse_args2(args("--fail-on=sync,patch-site -- a")).unwrap();
+        assert_eq!(o.fail_on, [Class::Sync, Class::PatchSite]);
+        let e = parse_args2(args("--fail-on stale -- a")).unwrap_err();
+        assert!(e.contains("maintenance, sync, patch-site"), "{e}");
     }
 
     #[test]

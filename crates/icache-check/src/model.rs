@@ -56,6 +56,21 @@
 //! 8. A return from a system call that real arm64 Linux serves from the vDSO
 //!    (`clock_gettime`, `clock_getres`, `gettimeofday`) is not a context
 //!    synchronization event, although QEMU 7.2 makes it a real system call.
+//! 9. Fetches are ordered in program order after a fetch that read a store
+//!    (catalogue: MP-inst+dc.cvau-dsb.ish-ic.vau-dsb.ish Forbidden, herd's
+//!    jit_example). When vCPU W executes the data of store S by V, every
+//!    invalidation completed by V's last completing `dsb` before S counts as
+//!    context-synchronized for W from then on. "Completed by" is taken as
+//!    "completed no later than, in the emulator's order", which also covers
+//!    invalidations another vCPU completed before that `dsb`.
+//! 10. Patch sites (Arm ARM B2.2.5): when another vCPU's store replaced an
+//!     instruction of the list `B`, `BL`, `NOP`, `BRK`, `SVC`, `HVC`, `SMC`,
+//!     `ISB` by another of the list, an execution that is not yet coherent may
+//!     run the old or the new one. It is reported as an allowed patch-site
+//!     race ([`Class::PatchSite`]), not a violation. The old instruction is
+//!     the one last executed from that word while it was coherent; a word
+//!     never executed before has no known old instruction and gets no
+//!     exemption.
 //!
 //! # Refinements
 //!
@@ -75,10 +90,10 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::Arc;
 
 pub use crate::config::Config;
-use crate::decode::{DsbOption, Insn};
+use crate::decode::{is_concurrently_modifiable, DsbOption, Insn};
 pub use crate::shadow::PAGE_SIZE;
 use crate::shadow::{id_count, id_vcpu, MaintWord, Shadow, WORDS};
-pub use crate::summary::Counts;
+pub use crate::summary::{Class, ClassCounts, Counts};
 pub use violation::{Missing, Violation};
 
 /// aarch64 Linux system call numbers the model reacts to
@@ -136,6 +151,12 @@ struct Vcpu {
     membarrier_issued: Option<u64>,
     /// Arguments of the system call in progress (for the `mmap` family).
     syscall_args: [u64; 3],
+    /// (store count, time) at this vCPU's completing `dsb`s, one per store
+    /// count, for rule 9.
+    dsb_marks: Vec<(u64, u64)>,
+    /// Invalidations completed at or before this time count as synchronized
+    /// for this vCPU (rule 9).
+    fetch_sync: u64,
     /// Cleans by other vCPUs that this vCPU observed through a
     /// [`Publication`]: they complete at this vCPU's next `dsb`, and an `ic`
     /// issued before it already counts them as cleans (rule 7).
@@ -171,6 +192,7 @@ pub struct Model {
     vcpus: Vec<Vcpu>,
     counted_stores: HashSet<u64>,
     counts: Counts,
+    classes: ClassCounts,
     publications: Vec<Publication>,
 }
 
@@ -185,6 +207,7 @@ impl Model {
             counted_stores: HashSet::new(),
             publications: Vec::new(),
             counts: Counts::default(),
+            classes: ClassCounts::default(),
         }
     }
 
@@ -196,6 +219,11 @@ impl Model {
     /// The counters so far.
     pub fn counts(&self) -> Counts {
         self.counts
+    }
+
+    /// The reports so far, per class.
+    pub fn class_counts(&self) -> ClassCounts {
+        self.classes
     }
 
     /// The shadow memory, for recording stores without the model's lock.
@@ -414,6 +442,12 @@ impl Model {
                 marks.push((count, now));
             }
         }
+        let count = self.shadow.last_count(v);
+        let marks = &mut self.vcpu(v).dsb_marks;
+        match marks.last_mut() {
+            Some(last) if last.0 == count => last.1 = now,
+            _ => marks.push((count, now)),
+        }
         // This dsb completes everything `v` published.
         self.publications.retain(|p| p.vcpu != v);
         let vc = self.vcpu(v);
@@ -538,11 +572,13 @@ impl Model {
         self.shadow.forget_range(addr & !(PAGE_SIZE - 1), end);
     }
 
-    /// vCPU `v` executes the instruction at `pc`. Returns the violation, if
-    /// its bytes could be stale for `v`.
-    pub fn execute(&mut self, v: u32, pc: u64) -> Option<Violation> {
+    /// vCPU `v` executes the instruction `word` at `pc`. Returns a report if
+    /// its bytes could be stale for `v`: a violation, or an allowed
+    /// patch-site race ([`Class::PatchSite`]).
+    pub fn execute(&mut self, v: u32, pc: u64, word: u32) -> Option<Violation> {
         let _ = self.tick();
-        let (page, w) = self.shadow.page(pc)?;
+        let shadow = Arc::clone(&self.shadow);
+        let (page, w) = shadow.page(pc)?;
         let id = page.id(w);
         if id == 0 {
             return None;
@@ -563,18 +599,47 @@ impl Model {
         self.vcpu(v);
         let vc = &self.vcpus[v as usize];
         let missing = match (cleaned, inval) {
-            (None, _) => Missing::NotCleaned,
-            (Some(c), None) if c >= vc.iallu_done.0 => Missing::NotInvalidated,
+            (None, _) => Some(Missing::NotCleaned),
+            (Some(c), None) if c >= vc.iallu_done.0 => Some(Missing::NotInvalidated),
             (Some(c), i) => {
                 let synced_by_iallu = c < vc.iallu_synced;
-                if synced_by_iallu || i.is_some_and(|i| i < vc.last_sync) {
-                    return None;
-                }
-                Missing::NoContextSync
+                let synced = i.is_some_and(|i| i < vc.last_sync || i <= vc.fetch_sync);
+                (!synced_by_iallu && !synced).then_some(Missing::NoContextSync)
             }
         };
-        let hint = self.hint(id, pc, missing, early_ic);
-        self.counts.violations += 1;
+        let Some(missing) = missing else {
+            // Coherent: remember the instruction as the one caches may hold.
+            let m = &page.maint_or_create()[w];
+            let fetched = u64::from(word) | 1 << 32;
+            if m.fetched.load(Relaxed) != fetched {
+                m.fetched.store(fetched, Relaxed);
+            }
+            self.order_later_fetches(v, id);
+            return None;
+        };
+        let old = m.map_or(0, |m| m.fetched.load(Relaxed));
+        let patch_site = id_vcpu(id) != v
+            && old != 0
+            && is_concurrently_modifiable(old as u32)
+            && is_concurrently_modifiable(word);
+        let class = if patch_site {
+            // Either instruction may run; if the new one did, rule 9 holds.
+            self.order_later_fetches(v, id);
+            Class::PatchSite
+        } else if missing == Missing::NoContextSync {
+            Class::Sync
+        } else {
+            Class::Maintenance
+        };
+        self.classes.add(class, 1);
+        let hint = if patch_site {
+            Some("both the old and the new instruction are on the Arm ARM's list of concurrently modifiable instructions, so either may run")
+        } else {
+            self.hint(id, pc, missing, early_ic)
+        };
+        if !patch_site {
+            self.counts.violations += 1;
+        }
         Some(Violation {
             vcpu: v,
             pc,
@@ -582,7 +647,23 @@ impl Model {
             store_pc,
             store_vcpu: id_vcpu(id),
             hint,
+            class,
         })
+    }
+
+    /// Rule 9: `w` fetched the data of store `id`, so its later fetches are
+    /// ordered after every invalidation completed by the storing vCPU's last
+    /// `dsb` before that store.
+    fn order_later_fetches(&mut self, w: u32, id: u64) {
+        let Some(vc) = self.vcpus.get(id_vcpu(id) as usize) else {
+            return;
+        };
+        let marks = &vc.dsb_marks;
+        let i = marks.partition_point(|&(count, _)| count < id_count(id));
+        if let Some(&(_, at)) = i.checked_sub(1).and_then(|i| marks.get(i)) {
+            let vc = self.vcpu(w);
+            vc.fetch_sync = vc.fetch_sync.max(at);
+        }
     }
 
     fn hint(&self, id: u64, pc: u64, missing: Missing, early_ic: bool) -> Option<&'static str> {

@@ -87,6 +87,8 @@ const MAX_PRINTED: usize = 1000;
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct Desc {
     pc: u64,
+    /// The instruction word as translated: the one that runs.
+    word: u32,
     insn: Insn,
     /// The instruction is in a stored-to page: check its execution.
     check: bool,
@@ -226,6 +228,7 @@ unsafe extern "C" fn tb_trans(_id: qemu_plugin_id_t, tb: *mut qemu_plugin_tb) {
         let last = i + 1 == n;
         let desc = Desc {
             pc,
+            word,
             insn,
             check: shadow.page_is_stored(pc),
             read_own_operand: last && insn.address_register().is_some(),
@@ -290,7 +293,7 @@ unsafe extern "C" fn exec_cb(vcpu: c_uint, desc: *mut c_void, env: *const u8) {
         g.model.maintenance(vcpu, prev, addr);
     }
     if d.check {
-        if let Some(v) = g.model.execute(vcpu, d.pc) {
+        if let Some(v) = g.model.execute(vcpu, d.pc, d.word) {
             let key = (v.vcpu, v.pc, v.missing, v.store_pc);
             if g.printed.len() < MAX_PRINTED && g.printed.insert(key) {
                 outs(&v.to_string());
@@ -364,4 +367,5 @@ unsafe extern "C" fn at_exit(_id: qemu_plugin_id_t, _data: *mut c_void) {
         outs("icache-check: warning: the guest made no system call, so the register self-check did not run");
     }
     outs(&g.model.counts().to_string());
+    outs(&g.model.class_counts().to_string());
 }

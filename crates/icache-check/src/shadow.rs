@@ -40,6 +40,9 @@ pub struct MaintWord {
     pub inval_at: AtomicU64,
     /// The store identity for which an `ic` completed before its clean did.
     pub early_for: AtomicU64,
+    /// The instruction word last executed from here while coherent, with
+    /// bit 32 set (0: none): the "old" instruction of a patch site.
+    pub fetched: AtomicU64,
 }
 
 /// One 4 KiB page of shadow state.

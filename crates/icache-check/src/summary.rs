@@ -84,6 +84,114 @@ impl fmt::Display for Counts {
     }
 }
 
+/// The report classes (issue 11, item 4), each with its own count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Class {
+    /// The code can run stale on every core: not cleaned, or not
+    /// invalidated.
+    Maintenance,
+    /// The executing thread passed no context synchronization event after
+    /// the maintenance. Some JITs choose this for other threads deliberately.
+    Sync,
+    /// A patch site the architecture allows to run old or new: another
+    /// thread's store replaced one instruction of the Arm ARM's list of
+    /// concurrently modifiable instructions by another (B2.2.5). Not a
+    /// violation.
+    PatchSite,
+}
+
+impl Class {
+    /// Every class, in the order of the class line.
+    pub const ALL: [Class; 3] = [Class::Maintenance, Class::Sync, Class::PatchSite];
+
+    /// The name used in the class line and by the runner's `--fail-on`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::Maintenance => "maintenance",
+            Class::Sync => "sync",
+            Class::PatchSite => "patch-site",
+        }
+    }
+
+    /// The class called `name`, if any.
+    pub fn from_name(name: &str) -> Option<Class> {
+        Class::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// Whether the runner fails on this class without `--fail-on`: on every
+    /// class the architecture forbids, not on allowed patch-site races.
+    pub fn fails_by_default(self) -> bool {
+        self != Class::PatchSite
+    }
+}
+
+/// The per-class counts, printed on the line after the summary:
+///
+/// ```text
+/// icache-check: by class: 1 maintenance, 0 sync, 2 patch-site
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClassCounts {
+    counts: [u64; 3],
+}
+
+const BY_CLASS: &str = "by class: ";
+
+impl ClassCounts {
+    /// The count of `class`.
+    pub fn get(&self, class: Class) -> u64 {
+        self.counts[class as usize]
+    }
+
+    /// Adds `n` to the count of `class`.
+    pub fn add(&mut self, class: Class, n: u64) {
+        self.counts[class as usize] += n;
+    }
+
+    /// Parses one class line, as `Display` writes it; any other line is
+    /// `None`.
+    pub fn parse_line(line: &str) -> Option<ClassCounts> {
+        let rest = line
+            .trim_end()
+            .strip_prefix(PREFIX)?
+            .strip_prefix(BY_CLASS)?;
+        let mut out = ClassCounts::default();
+        let mut parts = rest.split(", ");
+        for class in Class::ALL {
+            let (n, name) = parts.next()?.split_once(' ')?;
+            if name != class.name() {
+                return None;
+            }
+            out.add(class, n.parse().ok()?);
+        }
+        parts.next().is_none().then_some(out)
+    }
+
+    /// The sum of every class line in `text` (one per process).
+    pub fn sum_in(text: &str) -> ClassCounts {
+        let mut sum = ClassCounts::default();
+        for c in text.lines().filter_map(ClassCounts::parse_line) {
+            for class in Class::ALL {
+                sum.add(class, c.get(class));
+            }
+        }
+        sum
+    }
+}
+
+impl fmt::Display for ClassCounts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{PREFIX}{BY_CLASS}")?;
+        for (i, class) in Class::ALL.into_iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{} {}", self.get(class), class.name())?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +246,34 @@ mod tests {
                    icache-check: 1 violations, 0 code stores, 0 maintenance ops, 1 vCPUs\n";
         let v: Vec<u64> = Counts::all_in(log).map(|c| c.violations).collect();
         assert_eq!(v, [2, 1]);
+    }
+
+    #[test]
+    fn class_line_parses_back_and_sums() {
+        let mut c = ClassCounts::default();
+        c.add(Class::Maintenance, 1);
+        c.add(Class::PatchSite, 2);
+        let line = c.to_string();
+        assert_eq!(
+            line,
+            "icache-check: by class: 1 maintenance, 0 sync, 2 patch-site"
+        );
+        assert_eq!(ClassCounts::parse_line(&line), Some(c));
+        let log = format!("{line}\nicache-check: 1 violations, 4 code stores, 6 maintenance ops, 2 vCPUs\n{line}\n");
+        assert_eq!(ClassCounts::sum_in(&log).get(Class::PatchSite), 4);
+        assert_eq!(
+            ClassCounts::parse_line("icache-check: by class: 1 maintenance"),
+            None
+        );
+        assert_eq!(Counts::parse_line(&line), None);
+    }
+
+    #[test]
+    fn class_names_round_trip_and_only_patch_sites_pass_by_default() {
+        for class in Class::ALL {
+            assert_eq!(Class::from_name(class.name()), Some(class));
+            assert_eq!(class.fails_by_default(), class != Class::PatchSite);
+        }
+        assert_eq!(Class::from_name("stale"), None);
     }
 }

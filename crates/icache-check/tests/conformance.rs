@@ -92,7 +92,17 @@ fn parse_report(rest: &str) -> (u32, String) {
     (vcpu.parse().unwrap(), missing.to_string())
 }
 
-fn run(name: &str, flags: &[&str]) -> Outcome {
+/// How the test patches its site.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Patch {
+    /// `B` to `NOP`, as the catalogue does: on another thread a stale fetch
+    /// is an allowed patch-site race (Arm ARM B2.2.5).
+    BranchToNop,
+    /// `mov w0, #0` to `mov w0, #1`: a stale fetch is a violation anywhere.
+    Mov,
+}
+
+fn run(name: &str, flags: &[&str], patch: Patch) -> Outcome {
     let out = Command::new(RUNNER)
         .args(["--cpu", "cortex-a72"])
         .args(flags)
@@ -101,13 +111,15 @@ fn run(name: &str, flags: &[&str]) -> Outcome {
         .arg("--")
         .arg(program())
         .arg(name)
+        .args((patch == Patch::Mov).then_some("mov"))
         .output()
         .unwrap_or_else(|e| panic!("cannot run the checker ({e}); is qemu-user installed?"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     // QEMU itself always runs the new code; anything else is a broken test.
+    let new = if name.starts_with("MP-inst") { 3 } else { 1 };
     assert!(
-        stdout.contains(&format!("{name}: result=1")),
+        stdout.contains(&format!("{name}: result={new}")),
         "{name} misbehaved:\n{stdout}\n{stderr}"
     );
     let mut violations = Vec::new();
@@ -134,15 +146,27 @@ fn run(name: &str, flags: &[&str]) -> Outcome {
 
 /// Runs catalogue test `name` with `flags` and checks the checker against
 /// the model's `verdict`. For an allowed stale fetch, `want` is the expected
-/// report (vCPU, missing step); a forbidden one must report nothing.
+/// violation (vCPU, missing step); a forbidden one must report nothing.
+///
+/// A test whose stale fetch happens on another thread runs twice: as in the
+/// catalogue (`B` patched to `NOP`), where the stale fetch must be reported
+/// as an allowed patch-site race and not fail the run, and with a `mov`,
+/// where it must be reported as a violation.
 fn check(name: &str, flags: &[&str], verdict: Verdict, want: &[(u32, &str)]) {
     assert_eq!(
         verdict == Forbidden,
         want.is_empty(),
         "{name}: a forbidden stale fetch has no report, an allowed one has one"
     );
-    let o = run(name, flags);
+    let other_thread = want.iter().any(|&(v, _)| v != 0);
+    let two_threads = name.starts_with("MP");
     let want: Vec<(u32, String)> = want.iter().map(|&(v, m)| (v, m.to_string())).collect();
+    let strict = if two_threads {
+        Patch::Mov
+    } else {
+        Patch::BranchToNop
+    };
+    let o = run(name, flags, strict);
     assert_eq!(o.violations, want, "{name} {flags:?}: reports");
     assert_eq!(o.patch_site_races, 0, "{name}: no patch-site race expected");
     let code = if verdict == Allowed {
@@ -156,6 +180,16 @@ fn check(name: &str, flags: &[&str], verdict: Verdict, want: &[(u32, &str)]) {
         verdict == Allowed,
         "{name}: summary"
     );
+    if two_threads {
+        let o = run(name, flags, Patch::BranchToNop);
+        assert_eq!(o.violations, [], "{name} {flags:?} (B to NOP): violations");
+        assert_eq!(
+            o.patch_site_races > 0,
+            other_thread,
+            "{name} {flags:?} (B to NOP): patch-site races"
+        );
+        assert_eq!(o.code, 0, "{name} (B to NOP): exit status");
+    }
 }
 
 // ---- Single thread: every subset of the sequence ----
@@ -452,5 +486,77 @@ fn dic1_mp_rf_cachesync_addr_allowed_is_reported_no_sync() {
         &["--idc", "--dic"],
         Allowed,
         &[(1, NO_SYNC)],
+    );
+}
+
+// ---- MP-inst and patch sites ----
+
+/// MP-inst: vCPU 1 runs the flag instruction (Lself01) until it sees the new
+/// one, then the target (Lself00). The target must never be reported; the
+/// flag, patched without maintenance, is an allowed patch-site race.
+fn check_mp_inst(name: &str) {
+    let o = run(name, &[], Patch::BranchToNop);
+    assert_eq!(o.violations, [], "{name}: violations");
+    assert!(
+        o.patch_site_races > 0,
+        "{name}: the flag is a patch-site race"
+    );
+    assert_eq!(o.code, 0, "{name}: exit status");
+    assert_eq!(o.summary.violations, 0, "{name}: summary");
+}
+
+#[test]
+fn mp_inst_forbidden_reports_only_the_allowed_patch_site_race() {
+    // kinds.txt: MP-inst+dc.cvau-dsb.ish-ic.vau-dsb.ish Forbidden.
+    check_mp_inst("MP-inst+dc.cvau-dsb.ish-ic.vau-dsb.ish");
+}
+
+#[test]
+fn mp_inst_with_isb_forbidden_reports_only_the_allowed_patch_site_race() {
+    // kinds.txt: MP-inst+dc.cvau-dsb.ish-ic.vau-dsb.ish+isb Forbidden.
+    check_mp_inst("MP-inst+dc.cvau-dsb.ish-ic.vau-dsb.ish+isb");
+}
+
+#[test]
+fn fail_on_patch_site_makes_a_patch_site_race_fail() {
+    // The runner's --fail-on chooses the classes that fail the run.
+    let out = Command::new(RUNNER)
+        .args(["--cpu", "cortex-a72", "--fail-on", "patch-site", "--plugin"])
+        .arg(plugin())
+        .arg("--")
+        .arg(program())
+        .arg("MP.RF+dmb.st+ctrlisb")
+        .output()
+        .expect("run icache-check");
+    assert_eq!(out.status.code(), Some(EXIT_VIOLATIONS as i32));
+}
+
+#[test]
+fn fail_on_maintenance_ignores_a_missing_context_synchronization() {
+    let out = Command::new(RUNNER)
+        .args([
+            "--cpu",
+            "cortex-a72",
+            "--fail-on",
+            "maintenance",
+            "--plugin",
+        ])
+        .arg(plugin())
+        .arg("--")
+        .arg(program())
+        .args(["MP.RF+dc-dsb-ic-dsb+addr", "mov"])
+        .output()
+        .expect("run icache-check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(NO_SYNC), "{stderr}");
+    assert!(
+        stderr.contains("icache-check: by class: 0 maintenance, 1 sync, 0 patch-site"),
+        "{stderr}"
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // The same run fails by default.
+    assert_eq!(
+        run("MP.RF+dc-dsb-ic-dsb+addr", &[], Patch::Mov).code,
+        EXIT_VIOLATIONS as i32
     );
 }

@@ -5,6 +5,8 @@ use super::*;
 use crate::decode::{DcOp, DsbOption};
 
 const CODE: u64 = 0x10_0000;
+/// `mov w0, #1`: not on the list of concurrently modifiable instructions.
+const MOV: u32 = 0x5280_0020;
 const STORE_PC: u64 = 0x4000;
 const LINE: u64 = 64;
 const A72: Config = Config {
@@ -29,6 +31,8 @@ enum E {
     Isb(u32),
     Syscall(u32, i64, [u64; 3], i64),
     Exec(u32, u64),
+    /// An execution of a given instruction word.
+    ExecW(u32, u64, u32),
 }
 use E::*;
 
@@ -58,10 +62,17 @@ fn run(cfg: Config, script: &[E]) -> Vec<Violation> {
                 m.syscall(v, num, args);
                 m.syscall_return(v, num, ret);
             }
-            Exec(v, pc) => out.extend(m.execute(v, pc)),
+            Exec(v, pc) => out.extend(m.execute(v, pc, MOV)),
+            ExecW(v, pc, word) => out.extend(m.execute(v, pc, word)),
         }
     }
-    assert_eq!(m.counts().violations, out.len() as u64);
+    let violations = out.iter().filter(|v| v.class != Class::PatchSite).count();
+    assert_eq!(m.counts().violations, violations as u64);
+    let reported = Class::ALL
+        .map(|c| m.class_counts().get(c))
+        .iter()
+        .sum::<u64>();
+    assert_eq!(reported, out.len() as u64);
     out
 }
 
@@ -475,11 +486,11 @@ fn wide_store_marks_every_word_it_covers() {
     m.store(0, CODE + 2, 8, STORE_PC); // bytes 2..10 -> words 0, 4, 8
     for off in [0, 4, 8] {
         assert_eq!(
-            m.execute(0, CODE + off).map(|v| v.missing),
+            m.execute(0, CODE + off, MOV).map(|v| v.missing),
             Some(Missing::NotCleaned)
         );
     }
-    assert_eq!(m.execute(0, CODE + 12), None);
+    assert_eq!(m.execute(0, CODE + 12, MOV), None);
 }
 
 #[test]
@@ -515,8 +526,8 @@ fn summary_counts_code_stores_maintenance_and_vcpus() {
             m.maintenance(v, Insn::Isb, 0);
         }
     }
-    assert_eq!(m.execute(0, CODE), None);
-    assert_eq!(m.execute(0, CODE + 4), None);
+    assert_eq!(m.execute(0, CODE, MOV), None);
+    assert_eq!(m.execute(0, CODE + 4, MOV), None);
     let want = "icache-check: 0 violations, 1 code stores, 2 maintenance ops, 2 vCPUs";
     assert_eq!(m.counts().to_string(), want);
 }
@@ -601,4 +612,100 @@ fn vdso_calls_do_not_synchronize() {
         s.extend([Syscall(0, num, [1, 0, 0], 0), Exec(0, CODE)]);
         assert_eq!(only(&run(A72, &s)), (Missing::NoContextSync, CODE), "{num}");
     }
+}
+
+const B: u32 = 0x1400_0002;
+const NOP: u32 = 0xd503_201f;
+
+/// `CODE` holds a `B` that vCPUs 0 and 1 have both run coherently.
+fn patch_site_setup() -> Vec<E> {
+    let mut s = vec![Start(0), Start(1), Store(0, CODE)];
+    s.extend(sequence(0, CODE, ""));
+    s.extend([ExecW(0, CODE, B), Isb(1), ExecW(1, CODE, B)]);
+    s
+}
+
+#[test]
+fn patching_a_listed_instruction_is_an_allowed_race_on_another_thread() {
+    let mut s = patch_site_setup();
+    s.extend([Store(0, CODE), ExecW(1, CODE, NOP)]);
+    let v = run(A72, &s);
+    assert_eq!(only(&v), (Missing::NotCleaned, CODE));
+    assert_eq!(v[0].class, Class::PatchSite);
+    assert!(v[0]
+        .to_string()
+        .starts_with("icache-check: allowed patch-site race: vCPU 1"));
+}
+
+#[test]
+fn patching_a_listed_instruction_is_a_violation_on_the_writing_thread() {
+    let mut s = patch_site_setup();
+    s.extend([Store(0, CODE), ExecW(0, CODE, NOP)]);
+    let v = run(A72, &s);
+    assert_eq!(only(&v), (Missing::NotCleaned, CODE));
+    assert_eq!(v[0].class, Class::Maintenance);
+}
+
+#[test]
+fn patching_to_or_from_an_unlisted_instruction_is_a_violation() {
+    let mut s = patch_site_setup();
+    s.extend([Store(0, CODE), ExecW(1, CODE, MOV)]);
+    assert_eq!(run(A72, &s)[0].class, Class::Maintenance);
+    // Old MOV, new NOP.
+    let mut s = vec![Start(0), Start(1), Store(0, CODE)];
+    s.extend(sequence(0, CODE, ""));
+    s.extend([
+        Isb(1),
+        ExecW(1, CODE, MOV),
+        Store(0, CODE),
+        ExecW(1, CODE, NOP),
+    ]);
+    assert_eq!(run(A72, &s)[0].class, Class::Maintenance);
+}
+
+#[test]
+fn a_word_never_run_before_has_no_patch_site_exemption() {
+    let s = [Start(0), Start(1), Store(0, CODE), ExecW(1, CODE, NOP)];
+    assert_eq!(run(A72, &s)[0].class, Class::Maintenance);
+}
+
+#[test]
+fn missing_isb_on_another_thread_is_class_sync() {
+    let mut s = vec![Start(0), Start(1), Store(0, CODE)];
+    s.extend(sequence(0, CODE, ""));
+    s.push(Exec(1, CODE));
+    assert_eq!(run(A72, &s)[0].class, Class::Sync);
+}
+
+#[test]
+fn a_fetch_of_a_later_store_orders_later_fetches_after_the_invalidation() {
+    // MP-inst+dc.cvau-dsb.ish-ic.vau-dsb.ish (Forbidden): vCPU 1 runs the
+    // flag instruction stored after the ic; dsb, then the target, no isb.
+    let flag = CODE + 0x1000;
+    let mut s = vec![Start(0), Start(1), Store(0, CODE), Store(0, flag)];
+    s.extend(sequence(0, CODE, ""));
+    s.extend(sequence(0, flag, ""));
+    s.extend([Isb(1), ExecW(1, flag, B), ExecW(1, CODE, B)]);
+    s.extend([Store(0, CODE)]);
+    s.extend(sequence(0, CODE, "isb"));
+    s.extend([Store(0, flag), ExecW(1, flag, NOP), ExecW(1, CODE, NOP)]);
+    let v = run(A72, &s);
+    assert_eq!(only(&v), (Missing::NotCleaned, flag));
+    assert_eq!(v[0].class, Class::PatchSite);
+}
+
+#[test]
+fn a_fetch_of_an_earlier_store_orders_nothing() {
+    // The same, but the flag was stored before the target's maintenance.
+    let flag = CODE + 0x1000;
+    let mut s = vec![Start(0), Start(1), Store(0, CODE), Store(0, flag)];
+    s.extend(sequence(0, CODE, ""));
+    s.extend(sequence(0, flag, ""));
+    s.extend([Isb(1), ExecW(1, flag, B), ExecW(1, CODE, B)]);
+    s.extend([Store(0, CODE), Store(0, flag)]);
+    s.extend(sequence(0, CODE, "isb"));
+    s.extend([ExecW(1, flag, NOP), ExecW(1, CODE, NOP)]);
+    let v = run(A72, &s);
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert_eq!((v[1].pc, v[1].missing), (CODE, Missing::NoContextSync));
 }

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::summary::Class;
+
 /// The step a violation was missing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Missing {
@@ -35,6 +37,8 @@ impl fmt::Display for Missing {
 }
 
 /// One execution of an instruction that a real core could have fetched stale.
+/// For [`Class::PatchSite`] the stale instruction is one the architecture
+/// allows, so the report is not a violation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
     /// The vCPU that executed it.
@@ -49,13 +53,20 @@ pub struct Violation {
     pub store_vcpu: u32,
     /// A likely cause, when the model can tell more than `missing`.
     pub hint: Option<&'static str>,
+    /// The report class; [`Class::PatchSite`] is an allowed race, not a
+    /// violation.
+    pub class: Class,
 }
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.class {
+            Class::PatchSite => "allowed patch-site race",
+            Class::Maintenance | Class::Sync => "violation",
+        };
         write!(
             f,
-            "icache-check: violation: vCPU {} executed {:#x}: {} (stored by pc {:#x} on vCPU {})",
+            "icache-check: {what}: vCPU {} executed {:#x}: {} (stored by pc {:#x} on vCPU {})",
             self.vcpu, self.pc, self.missing, self.store_pc, self.store_vcpu
         )?;
         if let Some(hint) = self.hint {
