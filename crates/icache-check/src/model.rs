@@ -151,6 +151,9 @@ struct Vcpu {
     membarrier_issued: Option<u64>,
     /// Arguments of the system call in progress (for the `mmap` family).
     syscall_args: [u64; 3],
+    /// Inside a system call whose return will synchronize it (also true
+    /// after `exit`, which never returns).
+    in_syncing_syscall: bool,
     /// (store count, time) at this vCPU's completing `dsb`s, one per store
     /// count, for rule 9.
     dsb_marks: Vec<(u64, u64)>,
@@ -253,6 +256,13 @@ impl Model {
             ..Vcpu::default()
         };
         self.counts.vcpus += 1;
+    }
+
+    /// Whether the instruction at `pc` is already known to be coherent for
+    /// `v` ([`Shadow::known_coherent`]); then [`Model::execute`] would return
+    /// `None`. Needs no `&mut`, so the plugin calls it without the lock.
+    pub fn known_coherent(&self, v: u32, pc: u64) -> bool {
+        self.shadow.known_coherent(v, pc)
     }
 
     /// Whether the guest has stored to the page holding `addr` (and the model
@@ -528,6 +538,7 @@ impl Model {
         let now = self.tick();
         let vc = self.vcpu(v);
         vc.syscall_args = args;
+        vc.in_syncing_syscall = !sysno::VDSO.contains(&num);
         vc.membarrier_issued = (num == sysno::MEMBARRIER
             && args[0] == sysno::MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE)
             .then_some(now);
@@ -539,6 +550,7 @@ impl Model {
     pub fn syscall_return(&mut self, v: u32, num: i64, ret: i64) {
         let now = self.tick();
         let vc = self.vcpu(v);
+        vc.in_syncing_syscall = false;
         let args = vc.syscall_args;
         let membarrier = vc.membarrier_issued.take();
         // Linux returns -errno in [-4095, -1] (include/linux/err.h, MAX_ERRNO).
@@ -584,36 +596,15 @@ impl Model {
             return None;
         }
         let store_pc = page.pc(w);
-        let m = page.maint().map(|m| &m[w]);
-        if self.counted_stores.insert(id) {
-            self.counts.code_stores += 1;
-        }
-        let cleaned = self.clean_time(m, id);
-        let inval = if self.cfg.dic {
-            cleaned
-        } else {
-            m.filter(|m| m.inval_for.load(Acquire) == id)
-                .map(|m| m.inval_at.load(Relaxed))
-        };
-        let early_ic = m.is_some_and(|m| m.early_for.load(Relaxed) == id);
+        self.count_code_store(page, w, id);
         self.vcpu(v);
-        let vc = &self.vcpus[v as usize];
-        let missing = match (cleaned, inval) {
-            (None, _) => Some(Missing::NotCleaned),
-            (Some(c), None) if c >= vc.iallu_done.0 => Some(Missing::NotInvalidated),
-            (Some(c), i) => {
-                let synced_by_iallu = c < vc.iallu_synced;
-                let synced = i.is_some_and(|i| i < vc.last_sync || i <= vc.fetch_sync);
-                (!synced_by_iallu && !synced).then_some(Missing::NoContextSync)
-            }
-        };
-        let Some(missing) = missing else {
+        let m = page.maint().map(|m| &m[w]);
+        let early_ic = m.is_some_and(|m| m.early_for.load(Relaxed) == id);
+        let Some(missing) = self.missing(v, m, id) else {
             // Coherent: remember the instruction as the one caches may hold.
             let m = &page.maint_or_create()[w];
-            let fetched = u64::from(word) | 1 << 32;
-            if m.fetched.load(Relaxed) != fetched {
-                m.fetched.store(fetched, Relaxed);
-            }
+            m.set_fetched(word);
+            m.set_coherent(id, v);
             self.order_later_fetches(v, id);
             return None;
         };
@@ -649,6 +640,71 @@ impl Model {
             hint,
             class,
         })
+    }
+
+    /// Counts store `id` as a code store the first time one of its words runs
+    /// (a hash only once per word and store).
+    fn count_code_store(&mut self, page: &crate::shadow::Page, w: usize, id: u64) {
+        let counted = &page.maint_or_create()[w].counted_for;
+        if counted.load(Relaxed) != id {
+            counted.store(id, Relaxed);
+            if self.counted_stores.insert(id) {
+                self.counts.code_stores += 1;
+            }
+        }
+    }
+
+    /// The first missing step for vCPU `v` and the data of store `id`, whose
+    /// word has maintenance state `m`; `None` if it is coherent for `v`.
+    fn missing(&self, v: u32, m: Option<&MaintWord>, id: u64) -> Option<Missing> {
+        let cleaned = self.clean_time(m, id);
+        let inval = if self.cfg.dic {
+            cleaned
+        } else {
+            m.filter(|m| m.inval_for.load(Acquire) == id)
+                .map(|m| m.inval_at.load(Relaxed))
+        };
+        let never_started = Vcpu::default();
+        let vc = self.vcpus.get(v as usize).unwrap_or(&never_started);
+        match (cleaned, inval) {
+            (None, _) => Some(Missing::NotCleaned),
+            (Some(c), None) if c >= vc.iallu_done.0 => Some(Missing::NotInvalidated),
+            (Some(c), i) => {
+                let synced_by_iallu = c < vc.iallu_synced;
+                let synced = i.is_some_and(|i| i < vc.last_sync || i <= vc.fetch_sync);
+                (!synced_by_iallu && !synced).then_some(Missing::NoContextSync)
+            }
+        }
+    }
+
+    /// Whether the instruction `word` at `pc` is coherent for every vCPU
+    /// started so far, and so for every vCPU until the next store to it (a
+    /// vCPU started later starts synchronized). A vCPU inside a system call
+    /// (or exited in one) counts as coherent: it returns through a context
+    /// synchronization event, after the maintenance, before it can run
+    /// anything; the vDSO calls of rule 8 are not such calls. The plugin asks this when it
+    /// translates a block: such an instruction needs no execution callback,
+    /// because QEMU retranslates the page's blocks at the next store to it
+    /// (see `plugin.rs`). The word then counts as run: it is recorded as the
+    /// old instruction of a patch site and its store as a code store.
+    pub fn coherent_for_every_vcpu(&mut self, pc: u64, word: u32) -> bool {
+        let shadow = Arc::clone(&self.shadow);
+        let Some((page, w)) = shadow.page(pc) else {
+            return true;
+        };
+        let id = page.id(w);
+        if id == 0 {
+            return true;
+        }
+        let m = page.maint().map(|m| &m[w]);
+        let stale_somewhere = (0..self.vcpus.len())
+            .any(|v| !self.vcpus[v].in_syncing_syscall && self.missing(v as u32, m, id).is_some());
+        if self.vcpus.is_empty() || stale_somewhere {
+            return false;
+        }
+        self.count_code_store(page, w, id);
+        page.maint_or_create()[w].set_fetched(word);
+        true
     }
 
     /// Rule 9: `w` fetched the data of store `id`, so its later fetches are

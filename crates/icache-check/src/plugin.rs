@@ -13,14 +13,18 @@
 //!   right after a `dc`/`ic` (to read its address register, see below), and
 //!   for every instruction in a page the guest has stored to.
 //!
-//! The last choice is made when QEMU translates a block. That is sound because
+//! The last choice is made when QEMU translates a block, and an instruction
+//! that is then already coherent for every vCPU (a vCPU started later starts
+//! synchronized) is not watched either. That is sound because
 //! in user mode QEMU write-protects every guest page it has translated code
 //! from; the first store to such a page faults, and QEMU's handler
 //! (`page_unprotect` -> `tb_invalidate_phys_page` in
 //! `accel/tcg/translate-all.c`, QEMU 7.2) throws away every translation of that
 //! page before the store completes. So code that runs after a store to its
 //! page always runs from a new translation, made after our store callback
-//! marked the page. Two gaps remain, both documented in the README: a block
+//! marked the page, and an instruction found coherent at translation is
+//! checked again from its first execution after any store to its page. Two
+//! gaps remain, both documented in the README: a block
 //! translated by another thread between a store and its callback, and code
 //! written through a second mapping of the same memory (QEMU 7.2 misses those
 //! writes itself).
@@ -226,11 +230,15 @@ unsafe extern "C" fn tb_trans(_id: qemu_plugin_id_t, tb: *mut qemu_plugin_tb) {
         }
         let insn = decode(word);
         let last = i + 1 == n;
+        // An instruction already coherent for every vCPU stays so until the
+        // next store to its page, and that store makes QEMU translate the
+        // page again: it needs no check (see the module docs).
+        let check = shadow.page_is_stored(pc) && !g.model.coherent_for_every_vcpu(pc, word);
         let desc = Desc {
             pc,
             word,
             insn,
-            check: shadow.page_is_stored(pc),
+            check,
             read_own_operand: last && insn.address_register().is_some(),
             prev,
         };
@@ -285,6 +293,15 @@ unsafe extern "C" fn exec_shim(_vcpu: c_uint, _desc: *mut c_void) {
 unsafe extern "C" fn exec_cb(vcpu: c_uint, desc: *mut c_void, env: *const u8) {
     // SAFETY: `desc` is an interned, leaked `Desc` (see `tb_trans`).
     let d = unsafe { &*(desc as *const Desc) };
+    // The hot path: an ordinary instruction in a stored-to page that is
+    // already coherent for this vCPU needs neither the lock nor the model.
+    if d.check && d.prev.is_none() && d.insn == Insn::Other {
+        if let Some(st) = STATE.get() {
+            if st.shadow.known_coherent(vcpu, d.pc) {
+                return;
+            }
+        }
+    }
     let Some(mut g) = lock() else { return };
     if let Some(prev) = d.prev {
         let rt = prev.address_register().unwrap_or(31);

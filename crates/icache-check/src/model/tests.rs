@@ -709,3 +709,126 @@ fn a_fetch_of_an_earlier_store_orders_nothing() {
     assert_eq!(v.len(), 2, "{v:?}");
     assert_eq!((v[1].pc, v[1].missing), (CODE, Missing::NoContextSync));
 }
+
+#[test]
+fn a_coherent_execution_is_known_coherent_until_the_next_store() {
+    let mut m = Model::new(A72);
+    m.vcpu_start(0);
+    m.vcpu_start(1);
+    m.store(0, CODE, 4, STORE_PC);
+    assert!(!m.known_coherent(0, CODE));
+    assert!(m.execute(0, CODE, MOV).is_some());
+    assert!(!m.known_coherent(0, CODE), "a violation is not coherent");
+    for e in sequence(0, CODE, "") {
+        match e {
+            Dc(v, a) => m.maintenance(
+                v,
+                Insn::DcClean {
+                    op: DcOp::Cvau,
+                    rt: 0,
+                },
+                a,
+            ),
+            Ic(v, a) => m.maintenance(v, Insn::IcIvau { rt: 0 }, a),
+            Dsb(v) => m.maintenance(v, Insn::Dsb(DsbOption(0b1011)), 0),
+            Isb(v) => m.maintenance(v, Insn::Isb, 0),
+            _ => unreachable!(),
+        }
+    }
+    assert_eq!(m.execute(0, CODE, MOV), None);
+    assert!(m.known_coherent(0, CODE));
+    assert!(!m.known_coherent(1, CODE), "vCPU 1 has not synchronized");
+    assert!(m.execute(1, CODE, MOV).is_some());
+    m.maintenance(1, Insn::Isb, 0);
+    assert_eq!(m.execute(1, CODE, MOV), None);
+    assert!(m.known_coherent(1, CODE));
+    m.store(1, CODE, 4, STORE_PC);
+    assert!(!m.known_coherent(0, CODE) && !m.known_coherent(1, CODE));
+    assert!(m.execute(0, CODE, MOV).is_some());
+}
+
+#[test]
+fn coherent_for_every_vcpu_needs_every_started_vcpu_synchronized() {
+    let mut m = Model::new(A72);
+    m.vcpu_start(0);
+    m.vcpu_start(1);
+    assert!(m.coherent_for_every_vcpu(CODE, MOV), "never stored");
+    m.store(0, CODE, 4, STORE_PC);
+    assert!(!m.coherent_for_every_vcpu(CODE, MOV));
+    m.maintenance(
+        0,
+        Insn::DcClean {
+            op: DcOp::Cvau,
+            rt: 0,
+        },
+        CODE,
+    );
+    m.maintenance(0, Insn::Dsb(DsbOption(0b1011)), 0);
+    m.maintenance(0, Insn::IcIvau { rt: 0 }, CODE);
+    m.maintenance(0, Insn::Dsb(DsbOption(0b1011)), 0);
+    m.maintenance(0, Insn::Isb, 0);
+    assert!(
+        !m.coherent_for_every_vcpu(CODE, MOV),
+        "vCPU 1 not synchronized"
+    );
+    m.maintenance(1, Insn::Isb, 0);
+    assert!(m.coherent_for_every_vcpu(CODE, MOV));
+    // It counts as run: a code store, and the old instruction of a patch site.
+    assert_eq!(m.counts().code_stores, 1);
+    m.vcpu_start(2);
+    assert!(
+        m.coherent_for_every_vcpu(CODE, MOV),
+        "a new vCPU starts synchronized"
+    );
+    m.store(1, CODE, 4, STORE_PC);
+    assert!(!m.coherent_for_every_vcpu(CODE, MOV));
+}
+
+#[test]
+fn a_vcpu_inside_a_system_call_does_not_keep_code_checked() {
+    let mut m = Model::new(A72);
+    m.vcpu_start(0);
+    m.vcpu_start(1);
+    m.syscall(1, 98, [0; 3]); // futex: blocked while vCPU 0 writes code
+    m.store(0, CODE, 4, STORE_PC);
+    for (insn, a) in [
+        (
+            Insn::DcClean {
+                op: DcOp::Cvau,
+                rt: 0,
+            },
+            CODE,
+        ),
+        (Insn::Dsb(DsbOption(0b1011)), 0),
+        (Insn::IcIvau { rt: 0 }, CODE),
+        (Insn::Dsb(DsbOption(0b1011)), 0),
+        (Insn::Isb, 0),
+    ] {
+        m.maintenance(0, insn, a);
+    }
+    assert!(m.coherent_for_every_vcpu(CODE, MOV));
+    m.syscall_return(1, 98, 0);
+    assert_eq!(m.execute(1, CODE, MOV), None);
+    // Inside a vDSO call it would not be synchronized on its return.
+    let mut m = Model::new(A72);
+    m.vcpu_start(0);
+    m.vcpu_start(1);
+    m.syscall(1, sysno::CLOCK_GETTIME, [1, 0, 0]);
+    m.store(0, CODE, 4, STORE_PC);
+    for (insn, a) in [
+        (
+            Insn::DcClean {
+                op: DcOp::Cvau,
+                rt: 0,
+            },
+            CODE,
+        ),
+        (Insn::Dsb(DsbOption(0b1011)), 0),
+        (Insn::IcIvau { rt: 0 }, CODE),
+        (Insn::Dsb(DsbOption(0b1011)), 0),
+        (Insn::Isb, 0),
+    ] {
+        m.maintenance(0, insn, a);
+    }
+    assert!(!m.coherent_for_every_vcpu(CODE, MOV));
+}
