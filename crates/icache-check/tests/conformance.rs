@@ -263,6 +263,65 @@ fn sm_b_ic_before_dc_allowed_is_reported_not_invalidated() {
     );
 }
 
+/// The first step the Arm ARM's sequence (B2.4.4: dc cvau, dsb ish, ic ivau,
+/// dsb ish, isb) misses with only the steps in `mask` (bit 0 dc, 1 dsb, 2 ic,
+/// 3 dsb, 4 isb), or `None` for the whole sequence.
+fn first_missing(mask: u32) -> Option<&'static str> {
+    let has = |bit: u32| mask & (1 << bit) != 0;
+    if !has(0) || !(has(1) || has(3)) {
+        return Some(NOT_CLEANED); // no clean, or no dsb ever completes it
+    }
+    if !has(1) || !has(2) || !has(3) {
+        // The ic must be issued after the clean completed (the first dsb)
+        // and be completed itself (the second).
+        return Some(NOT_INVALIDATED);
+    }
+    (!has(4)).then_some(NO_SYNC)
+}
+
+#[test]
+fn every_single_thread_subset_of_the_sequence_gets_its_verdict() {
+    // Project variants of SM.B+cachesync-isb (Forbidden), one per subset of
+    // its five steps; the catalogue's SM.B tests are eight of them, each
+    // with the verdict this test expects (SM.B+isb, SM.B+dsb.ish,
+    // SM.B+dsb.ish-isb, SM.B+dc.cvau-dsb.ish, SM.B+dc.cvau-dsb.ish-isb,
+    // SM.B+dsb.ish-ic.ivau-dsb.ish-isb Allowed; SM.B+cachesync-isb
+    // Forbidden; SM.B+badcachesync-isb, whose order differs, is tested
+    // above). Only the whole sequence is forbidden.
+    for mask in 0..32u32 {
+        let out = Command::new(RUNNER)
+            .args(["--cpu", "cortex-a72", "--plugin"])
+            .arg(plugin())
+            .arg("--")
+            .arg(program())
+            .args(["SM.B+subset", &mask.to_string()])
+            .output()
+            .expect("run icache-check");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stdout.contains("result=1"),
+            "mask {mask}:\n{stdout}\n{stderr}"
+        );
+        let found: Vec<(u32, String)> = stderr
+            .lines()
+            .filter_map(|l| l.strip_prefix("icache-check: violation: "))
+            .map(parse_report)
+            .collect();
+        let want: Vec<(u32, String)> = first_missing(mask)
+            .map(|m| (0, m.to_string()))
+            .into_iter()
+            .collect();
+        assert_eq!(found, want, "mask {mask:#07b}:\n{stderr}");
+        let code = if want.is_empty() {
+            0
+        } else {
+            EXIT_VIOLATIONS as i32
+        };
+        assert_eq!(out.status.code(), Some(code), "mask {mask:#07b}");
+    }
+}
+
 // ---- The dsb options (project variants of SM.B+cachesync-isb) ----
 // Arm ARM B2.4.4 / D7.5.2: a DSB completes cache maintenance for its
 // shareability domain and only with both access types; the catalogue has no
