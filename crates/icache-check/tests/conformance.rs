@@ -409,6 +409,27 @@ fn mp_rf_cachesync_addr_allowed_is_reported_no_sync() {
 }
 
 #[test]
+fn mp_rf_cachesync_switch_ctrl_allowed_is_reported_no_sync() {
+    // kinds.txt: MP.RF+cachesync+switch-ctrl Allowed (a control dependency
+    // without isb; the reader's spin loop on the flag is that dependency).
+    check("MP.RF+cachesync+switch-ctrl", &[], Allowed, &[(1, NO_SYNC)]);
+}
+
+#[test]
+fn mp_rf_cachesync_switch_ctrlisb_forbidden_reports_nothing() {
+    // kinds.txt: MP.RF+cachesync+switch-ctrlisb Forbidden.
+    check("MP.RF+cachesync+switch-ctrlisb", &[], Forbidden, &[]);
+}
+
+#[test]
+fn mp_rf_isb_before_the_flag_read_is_reported_no_sync() {
+    // Project variant of MP.RF+dc-dsb-ic-dsb+ctrlisb (Forbidden) with the
+    // isb before the flag read instead of after it: the isb is not ordered
+    // after the maintenance, as in MP.RF+dc-dsb-ic-dsb+addr (Allowed).
+    check("MP.RF+cachesync+isb-ctrl", &[], Allowed, &[(1, NO_SYNC)]);
+}
+
+#[test]
 fn mp_rf_cachesync_dsb_ld_isb_forbidden_reports_nothing() {
     // kinds.txt: MP.RF+dc-dsb-ic-dsb+dsb.ld-isb Forbidden.
     check("MP.RF+dc-dsb-ic-dsb+dsb.ld-isb", &[], Forbidden, &[]);
