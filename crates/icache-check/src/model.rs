@@ -83,6 +83,7 @@
 //! * `munmap`, `mremap` and `mmap` replace the pages they cover with memory the
 //!   kernel provides, so the model forgets the guest's stores there.
 
+mod ordering;
 mod violation;
 
 use std::collections::HashSet;
@@ -166,25 +167,6 @@ struct Vcpu {
     observed_cleans: Vec<(u64, u64)>,
 }
 
-/// Maintenance a vCPU ordered before its later stores with a `dmb` (rule 7):
-/// other vCPUs that run a `dsb` or an `ic` after one of those stores
-/// may have observed it, and then their maintenance is ordered after it.
-struct Publication {
-    vcpu: u32,
-    /// The publishing vCPU's store count at the `dmb`: the publication is
-    /// visible once that count has grown.
-    after_count: u64,
-    /// The words of `dc` cleans pending at a full `dmb`.
-    cleans: Vec<(u64, u64)>,
-    /// With IDC: stores up to this count, ordered by a `dmb` that orders
-    /// stores, count as cleaned once observed.
-    idc_count: Option<u64>,
-}
-
-/// At most this many publications per vCPU are kept; older ones are dropped,
-/// which can only add reports, never hide one.
-const MAX_PUBLICATIONS: usize = 64;
-
 /// The coherence model. Stores go to the lock-free [`Shadow`] (see
 /// [`Model::shadow`]); every other event needs `&mut Model`, so the plugin
 /// serializes them with a lock, and that order is the model's global order.
@@ -196,7 +178,7 @@ pub struct Model {
     counted_stores: HashSet<u64>,
     counts: Counts,
     classes: ClassCounts,
-    publications: Vec<Publication>,
+    publications: Vec<ordering::Publication>,
 }
 
 impl Model {
@@ -365,76 +347,6 @@ impl Model {
                 }
             }
             Insn::Svc | Insn::Other => {}
-        }
-    }
-
-    /// A `dmb` by `v`: publishes its pending cleans (full `dmb` only) and,
-    /// with IDC, its stores (any `dmb` that orders stores). Rule 7.
-    fn dmb(&mut self, v: u32, opt: DsbOption) {
-        let full = opt.completes_maintenance();
-        let idc = self.cfg.idc && opt.orders_stores();
-        if !full && !idc {
-            return;
-        }
-        let count = self.shadow.last_count(v);
-        let cleans: Vec<(u64, u64)> = if full {
-            self.vcpu(v)
-                .pending_cleans
-                .iter()
-                .flatten()
-                .copied()
-                .collect()
-        } else {
-            Vec::new()
-        };
-        if cleans.is_empty() && !idc {
-            return;
-        }
-        let mine = self.publications.iter().filter(|p| p.vcpu == v).count();
-        if mine >= MAX_PUBLICATIONS {
-            if let Some(i) = self.publications.iter().position(|p| p.vcpu == v) {
-                self.publications.remove(i);
-            }
-        }
-        self.publications.push(Publication {
-            vcpu: v,
-            after_count: count,
-            cleans,
-            idc_count: idc.then_some(count),
-        });
-    }
-
-    /// `w` runs a `dsb` or an `ic` (or, with IDC and DIC, an `isb`) at `now`:
-    /// every publication of another vCPU whose later store has happened may
-    /// have been observed by `w`, so its maintenance is ordered before `w`'s.
-    fn observe(&mut self, w: u32, now: u64) {
-        if self.publications.is_empty() {
-            return;
-        }
-        let shadow = Arc::clone(&self.shadow);
-        let visible = |p: &Publication| p.vcpu != w && shadow.last_count(p.vcpu) > p.after_count;
-        let mut cleans = Vec::new();
-        let mut idc = Vec::new();
-        for p in self.publications.iter().filter(|p| visible(p)) {
-            cleans.extend_from_slice(&p.cleans);
-            if let Some(c) = p.idc_count {
-                idc.push((p.vcpu, c));
-            }
-        }
-        self.vcpu(w);
-        for (v, c) in idc {
-            let marks = &mut self.vcpu(v).idc_marks;
-            // A mark already covering these stores is earlier; keep the
-            // marks sorted by count and by time.
-            if marks.last().is_none_or(|&(last, _)| last < c) {
-                marks.push((c, now));
-            }
-        }
-        let vc = &mut self.vcpus[w as usize];
-        for a in cleans {
-            if !vc.observed_cleans.contains(&a) {
-                vc.observed_cleans.push(a);
-            }
         }
     }
 
@@ -705,51 +617,6 @@ impl Model {
         self.count_code_store(page, w, id);
         page.maint_or_create()[w].set_fetched(word);
         true
-    }
-
-    /// Rule 9: `w` fetched the data of store `id`, so its later fetches are
-    /// ordered after every invalidation completed by the storing vCPU's last
-    /// `dsb` before that store.
-    fn order_later_fetches(&mut self, w: u32, id: u64) {
-        let Some(vc) = self.vcpus.get(id_vcpu(id) as usize) else {
-            return;
-        };
-        let marks = &vc.dsb_marks;
-        let i = marks.partition_point(|&(count, _)| count < id_count(id));
-        if let Some(&(_, at)) = i.checked_sub(1).and_then(|i| marks.get(i)) {
-            let vc = self.vcpu(w);
-            vc.fetch_sync = vc.fetch_sync.max(at);
-        }
-    }
-
-    fn hint(&self, id: u64, pc: u64, missing: Missing, early_ic: bool) -> Option<&'static str> {
-        let word = pc & !3;
-        let clean_pending = || {
-            self.vcpus
-                .iter()
-                .flat_map(|vc| vc.pending_cleans.iter().flatten())
-                .any(|&(a, i)| a == word && i == id)
-        };
-        let inval_pending = || {
-            self.vcpus
-                .iter()
-                .flat_map(|vc| vc.pending_invals.iter().flatten())
-                .any(|&(a, i, clean)| a == word && i == id && clean)
-        };
-        Some(match missing {
-            Missing::NotCleaned if clean_pending() => {
-                "a dc clean of this line was issued but no dsb completed it"
-            }
-            Missing::NotCleaned => "no dc clean covered this line after the store",
-            Missing::NotInvalidated if early_ic => {
-                "an ic ivau ran before the clean completed (missing dsb between dc and ic?)"
-            }
-            Missing::NotInvalidated if inval_pending() => {
-                "an ic ivau of this line was issued but no dsb completed it"
-            }
-            Missing::NotInvalidated => "no ic ivau covered this line after the clean",
-            Missing::NoContextSync => "needs an isb here, or membarrier SYNC_CORE from the writer",
-        })
     }
 }
 

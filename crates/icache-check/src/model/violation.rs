@@ -75,3 +75,42 @@ impl fmt::Display for Violation {
         Ok(())
     }
 }
+
+/// The hints printed after a violation.
+impl super::Model {
+    pub(super) fn hint(
+        &self,
+        id: u64,
+        pc: u64,
+        missing: Missing,
+        early_ic: bool,
+    ) -> Option<&'static str> {
+        let word = pc & !3;
+        let clean_pending = || {
+            self.vcpus
+                .iter()
+                .flat_map(|vc| vc.pending_cleans.iter().flatten())
+                .any(|&(a, i)| a == word && i == id)
+        };
+        let inval_pending = || {
+            self.vcpus
+                .iter()
+                .flat_map(|vc| vc.pending_invals.iter().flatten())
+                .any(|&(a, i, clean)| a == word && i == id && clean)
+        };
+        Some(match missing {
+            Missing::NotCleaned if clean_pending() => {
+                "a dc clean of this line was issued but no dsb completed it"
+            }
+            Missing::NotCleaned => "no dc clean covered this line after the store",
+            Missing::NotInvalidated if early_ic => {
+                "an ic ivau ran before the clean completed (missing dsb between dc and ic?)"
+            }
+            Missing::NotInvalidated if inval_pending() => {
+                "an ic ivau of this line was issued but no dsb completed it"
+            }
+            Missing::NotInvalidated => "no ic ivau covered this line after the clean",
+            Missing::NoContextSync => "needs an isb here, or membarrier SYNC_CORE from the writer",
+        })
+    }
+}
