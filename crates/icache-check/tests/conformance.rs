@@ -4,7 +4,8 @@
 //! (`fixtures/litmus.c`) and run under the checker.
 //!
 //! Each test names its catalogue test and cites the verdict of
-//! `catalogue/aarch64-ifetch/tests/kinds.txt` (herdtools7 master): *Allowed*
+//! `catalogue/aarch64-ifetch/tests/kinds.txt` (herdtools7 commit
+//! 5feffe4e8f98d93b60144a3cda322eba92dd9723, 2026-08-21): *Allowed*
 //! means the model allows the stale fetch, so the checker must report the
 //! execution; *Forbidden* means it does not, so the checker must report
 //! nothing. Directory `DIC0-IDC0` tests run with CTR_EL0 as QEMU reports it,
@@ -380,7 +381,8 @@ fn mp_rf_dmb_st_ctrlisb_allowed_is_reported_not_cleaned() {
 
 #[test]
 fn mp_rf_dsb_ctrlisb_allowed_is_reported_not_cleaned() {
-    // The writer's dsb does not clean; as MP.RF+dmb.st+ctrlisb (Allowed).
+    // Project variant of MP.RF+dmb.st+ctrlisb (Allowed) with dsb ish for
+    // the dmb: a dsb does not clean either.
     check("MP.RF+dsb.ish+ctrlisb", &[], Allowed, &[(1, NOT_CLEANED)]);
 }
 
