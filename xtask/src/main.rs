@@ -19,6 +19,7 @@
 //! adding one is a new module plus one line in [`COMMANDS`].
 
 mod bench;
+mod checker;
 mod ci;
 mod cmd;
 mod mutants;
@@ -31,6 +32,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 type Command = fn(&Workspace, &[String]) -> Result;
+
+/// The library's package: what CI tests on every target, mutants copy and
+/// reliability runs.
+pub const LIB: &str = "icache-coherence";
 
 /// Name, entry point and one-line help of every subcommand.
 const COMMANDS: &[(&str, Command, &str)] = &[
