@@ -88,6 +88,13 @@ impl Cmd {
         self
     }
 
+    /// The program and its arguments, to be run by another program (strace).
+    pub fn argv(&self) -> Vec<String> {
+        std::iter::once(self.program.clone())
+            .chain(self.args.iter().cloned())
+            .collect()
+    }
+
     fn command(&self) -> Command {
         let mut c = Command::new(&self.program);
         c.args(&self.args);
