@@ -45,6 +45,11 @@ pub const SIZES: [usize; 5] = [4, 64, 4096, 65536, 1 << 20];
 pub const SMOKE_SIZES: [usize; 2] = [4, 4096];
 pub const PATCH_SITES: usize = 1000;
 pub const RACE_THREADS: usize = 16;
+/// The two starts of every single-call case: line-aligned, and one
+/// instruction past it (the guest's `OFFSETS`).
+pub const OFFSETS: [usize; 2] = [0, 4];
+/// The size of the call whose instructions are listed.
+pub const LISTED_SIZE: usize = 4;
 /// Reader threads in the `publish` run (issue 10 asks for at least 3).
 pub const PUBLISH_READERS: usize = 3;
 /// `pipeline_flush_mt` calls in the steady-state run, one bracket each.
@@ -94,7 +99,7 @@ pub fn main(ws: &Workspace, args: &[String]) -> Result {
         let listing = run
             .cases
             .iter()
-            .find(|c| c.name == IMPLS[0].0 && c.size == 4 && c.offset == 0)
+            .find(|c| c.name == IMPLS[0].0 && c.size == LISTED_SIZE && c.offset == OFFSETS[0])
             .map(|c| c.listing.clone())
             .unwrap_or_default();
         report.cpus.push(CpuReport {
@@ -128,6 +133,7 @@ pub fn main(ws: &Workspace, args: &[String]) -> Result {
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
     report.commit = commit(ws);
+    report.runner = targets::runner(ws, TARGET)?;
     report.seconds = started.elapsed().as_secs();
     let md = markdown(&report);
     std::fs::write(ws.root.join("BENCHMARKS.md"), md)
@@ -181,7 +187,7 @@ pub fn minimum(offset: usize, size: usize, (dline, iline): (usize, usize)) -> Co
 pub fn single_rows(run: &Run, sizes: &[usize]) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     for &size in sizes {
-        for offset in [0, 4] {
+        for offset in OFFSETS {
             let of = |name: &str| {
                 run.cases
                     .iter()
@@ -311,6 +317,8 @@ pub struct Report {
     pub rustc: String,
     pub commit: String,
     pub seconds: u64,
+    /// qemu as `.cargo/config.toml` runs the guest target.
+    pub runner: Vec<String>,
 }
 
 /// Fails when the run did not produce what the tables need: every case
@@ -358,5 +366,37 @@ mod tests {
         assert_eq!(lines_overlapping(4, 64, 64), 2);
         assert_eq!(lines_overlapping(0, 1 << 20, 64), 16384);
         assert_eq!(minimum(0, 1 << 20, (64, 64)).insns, 32_771);
+    }
+
+    #[test]
+    fn publication_brackets_are_calibrated_writer_with_ret_reader_without() {
+        let case = |name: &str, insns| Case {
+            name: name.to_string(),
+            size: 3,
+            counts: Counts {
+                insns,
+                ..Counts::default()
+            },
+            ..Case::default()
+        };
+        let run = Run {
+            cases: vec![
+                case("empty", 10),
+                case("publish-flush", 80),
+                case("publish-epoch", 70),
+                case("reader-unchanged", 13),
+                case("reader-changed", 14),
+            ],
+            ..Run::default()
+        };
+        let p = publish_rows(&run).unwrap();
+        assert_eq!(p.readers, 3);
+        assert_eq!((p.flush.insns, p.epoch.insns), (71, 61));
+        assert_eq!((p.reader_unchanged.insns, p.reader_changed.insns), (3, 4));
+        let missing = Run {
+            cases: run.cases[..4].to_vec(),
+            ..Run::default()
+        };
+        assert!(publish_rows(&missing).is_err());
     }
 }

@@ -179,8 +179,8 @@ impl Parser {
         if self.inside {
             if let Some(cmd) = membarrier_cmd(line) {
                 match cmd {
-                    64 => self.current.membarrier_register += 1,
-                    32 => self.current.membarrier_sync += 1,
+                    MEMBARRIER_REGISTER => self.current.membarrier_register += 1,
+                    MEMBARRIER_SYNC_CORE => self.current.membarrier_sync += 1,
                     _ => self.current.membarrier_other += 1,
                 }
             }
@@ -243,6 +243,12 @@ impl Parser {
         Ok(())
     }
 }
+
+/// membarrier(2) commands (include/uapi/linux/membarrier.h): QUERY,
+/// PRIVATE_EXPEDITED_SYNC_CORE and REGISTER_PRIVATE_EXPEDITED_SYNC_CORE.
+pub const MEMBARRIER_QUERY: u64 = 0;
+pub const MEMBARRIER_SYNC_CORE: u64 = 1 << 5;
+pub const MEMBARRIER_REGISTER: u64 = 1 << 6;
 
 /// `nop`, the first instruction of the begin marker.
 pub const NOP: u32 = 0xd503_201f;
@@ -349,5 +355,72 @@ mod tests {
             Some(32)
         );
         assert_eq!(membarrier_cmd("1007 write(1,0x719b0,32) = 32"), None);
+    }
+
+    /// What the guest printed for `flush 1` (both CPU models; the fixtures
+    /// below are from the same binary).
+    fn flush_stdout(line: usize) -> String {
+        format!(
+            "marks 0x550000c3ac 0x550000c3b4\nlines {line} {line}\ncase pipeline_flush_mt 0 0\n"
+        )
+    }
+
+    /// Parses a fixture: an excerpt of a real qemu log of
+    /// `icache-bench flush 1` (`-singlestep -d in_asm,exec,nochain,strace`),
+    /// cut to the steady-state bracket and the `in_asm` lines of every PC it
+    /// executes, in their original order.
+    fn parse_fixture(log: &str, line: usize) -> Run {
+        let mut parser = Parser::new();
+        for l in log.lines() {
+            parser.line(l).unwrap();
+        }
+        assemble(parser, &flush_stdout(line)).unwrap()
+    }
+
+    #[test]
+    fn a_real_pipeline_flush_mt_bracket_counts_one_svc_and_one_sync_core() {
+        let run = parse_fixture(include_str!("fixtures/flush-cortex-a72.log"), 64);
+        assert_eq!(run.lines, (64, 64));
+        let [case] = run.cases.as_slice() else {
+            panic!("{} brackets", run.cases.len());
+        };
+        assert_eq!(case.name, "pipeline_flush_mt");
+        let c = case.counts;
+        // The bracket's 25 Trace lines less the markers' own 3.
+        assert_eq!(c.insns, 22);
+        assert_eq!((c.svc, c.membarrier_sync, c.membarrier_register), (1, 1, 0));
+        assert_eq!((c.dc, c.ic, c.dsb, c.isb), (0, 0, 0, 0));
+    }
+
+    #[test]
+    fn a64fx_byte_swapped_in_asm_words_give_the_same_counts() {
+        // QEMU 7.2 prints `-cpu a64fx`'s in_asm words byte-swapped; the
+        // parser learns it from the begin marker's nop.
+        let log = include_str!("fixtures/flush-a64fx.log");
+        assert!(
+            log.contains("1f2003d5"),
+            "the fixture shows the swapped nop"
+        );
+        let a64fx = parse_fixture(log, 256);
+        let a72 = parse_fixture(include_str!("fixtures/flush-cortex-a72.log"), 64);
+        assert_eq!(a64fx.cases[0].counts, a72.cases[0].counts);
+    }
+
+    #[test]
+    fn a_log_that_executes_an_untranslated_pc_is_an_error() {
+        let log = include_str!("fixtures/flush-cortex-a72.log");
+        let trace = log.lines().find(|l| l.starts_with("Trace ")).unwrap();
+        let mut parser = Parser::new();
+        assert!(parser.line(trace).is_err());
+    }
+
+    #[test]
+    fn brackets_and_case_lines_must_match() {
+        let mut parser = Parser::new();
+        for l in include_str!("fixtures/flush-cortex-a72.log").lines() {
+            parser.line(l).unwrap();
+        }
+        let two_cases = flush_stdout(64) + "case pipeline_flush_mt 0 0\n";
+        assert!(assemble(parser, &two_cases).is_err());
     }
 }

@@ -212,9 +212,8 @@ pub fn tables(report: &Report) -> String {
 /// The instructions of one 4-byte call, and why the fixed-cost and
 /// per-line goals are out of reach.
 pub fn listing_section(report: &Report) -> String {
-    let mut s = String::new();
     let Some(c) = report.cpus.first() else {
-        return s;
+        return String::new();
     };
     let mnemonic = |t: &String| t.split_whitespace().next().unwrap_or("").to_string();
     let required = c
@@ -222,130 +221,79 @@ pub fn listing_section(report: &Report) -> String {
         .iter()
         .filter(|t| matches!(mnemonic(t).as_str(), "dc" | "ic" | "dsb" | "isb" | "ret"))
         .count();
-    let _ = writeln!(
-        s,
-        "\n## Inside one 4-byte call\n\n\
-         Every instruction one aligned 4-byte `clear_cache` call executed under\n\
-         `-cpu {}`, in order, as QEMU disassembled it (the blocks QEMU attributes to\n\
-         the wrapper `ours`; `cargo xtask bench` fails if their number differs from\n\
-         the calibrated count above). {} of the {} are the maintenance itself and\n\
-         the `ret`.\n\n```text\n{}\n```\n",
-        c.cpu,
-        required,
-        c.listing.len(),
-        c.listing.join("\n")
+    let mut s = fill(
+        include_str!("text/listing.md"),
+        &[
+            ("size", LISTED_SIZE.to_string()),
+            ("cpu", c.cpu.clone()),
+            ("required", required.to_string()),
+            ("total", c.listing.len().to_string()),
+            ("listing", c.listing.join("\n")),
+        ],
     );
-    s.push_str(
-        "Where the rest goes, and why the goal of 16 is out of reach without giving\n\
-         up something the library promises:\n\n\
-         - **Range checks** (`cbz`, `adds`, `b.hs`, then `sub` for the last byte):\n  \
-           a zero length must touch nothing and a wrapping range must be refused\n  \
-           (the bad-input contract). The carry of the one `adds` is the wrap test.\n\
-         - **CTR_EL0 and the running minimum** (`mrs`, the address of the static\n  \
-           through the GOT, its load, `cmp`, `b.ne`): line sizes are read on every\n  \
-           call and compared with the smallest seen so far, so that a big.LITTLE\n  \
-           system with mismatched lines is never stepped with the big core's size.\n\
-         - **IDC and DIC** (two `tbnz`): skipping a whole half of the maintenance\n  \
-           where the core allows it saves far more on real hardware than they cost.\n\
-         - **Per loop**: the line size decoded from its CTR_EL0 field, the mask, the\n  \
-           first and last line, and per line an `add`, a `cmp` and a `b.ne`. The\n  \
-           loops stay general (any line size, any length, up to the top of the\n  \
-           address space for bare-metal EL1 code) and plain.\n\n\
-         Everything that can call a function (a first call on a core, a wrapping\n\
-         range, an error) is behind one branch to one out-of-line function, so the\n\
-         call above has no stack frame. The parts listed above that do not depend\n\
-         on the range come to 17 (3 range checks, 6 for CTR_EL0 and the minimum, of\n\
-         which one loads the static's address from the GOT, 2 flag tests, 5\n\
-         maintenance operations, the `ret`) before a single line address is\n\
-         computed, and a line address needs the line size, decoded from CTR_EL0,\n\
-         first. So 16 cannot be reached even by a special case for ranges inside\n\
-         one line. Giving up the running minimum or the bad-input checks to get\n\
-         there would trade the library's guarantees for a few adds next to a `dc`,\n\
-         an `ic` and three barriers. The best peer (`clear-cache` 0.1.3) reads\n\
-         CTR_EL0 on every call too but has no length or wrap check and no running\n\
-         minimum.\n\n\
-         Per line, 3 instructions (1.5x the minimum of one `dc` and one `ic`) is out\n\
-         of reach for any loop with exactly two `dsb`s. Every `dc` must be complete\n\
-         before the first `ic` starts, so an address computed for a clean can serve\n\
-         the invalidation of the same line only if it stays in a register until\n\
-         then: possible, fully unrolled, for the two dozen lines that fit in the\n\
-         free registers, not for the 64 lines of 4 KiB at 64 B. `dc cvau` and\n\
-         `ic ivau` take a bare register, with no offset or write-back form, and an\n\
-         instruction that computes an address writes one register (the loads with\n\
-         write-back that write two would read the code, and fault on execute-only\n\
-         mappings). So each of the two operations per line needs its own address\n\
-         computation: 4 instructions per line before any loop control (2.0x),\n\
-         whatever the unrolling. An unrolled loop measured at 6 per line in an\n\
-         earlier version\n\
-         cost 21 more instructions on every call; the plain loop was kept.\n",
-    );
+    s.push_str(&fill(
+        include_str!("text/listing_analysis.md"),
+        &[
+            ("fixed_goal", FIXED_COST_GOAL.to_string()),
+            ("per_line_goal", PER_LINE_GOAL.to_string()),
+            ("per_line_ratio", format!("{:.1}", PER_LINE_GOAL / 2.0)),
+            ("peer_clear_cache", format!("`{}`", title("clear-cache"))),
+        ],
+    ));
     s
 }
 
+/// The column title of the implementation `name` in [`IMPLS`].
+pub fn title(name: &str) -> &'static str {
+    IMPLS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or("?", |(_, t)| *t)
+}
+
 pub fn markdown(report: &Report) -> String {
-    let mut s = String::new();
-    s.push_str(
-        "# Benchmarks\n\n\
-         Generated by `cargo xtask bench` (source: `xtask/src/bench.rs`, guest program\n\
-         `crates/icache-bench`); do not edit by hand. Nothing here is a timed test.\n\n",
-    );
-    let _ = writeln!(
-        s,
-        "- QEMU: `{}`, user mode, CPU models {}.\n- Compiler: `{}`, release profile, target `{TARGET}`.\n- Library: commit {}.\n- Run time of `cargo xtask bench`: {} s, including any builds it needed.\n",
-        report.qemu,
-        report
-            .cpus
-            .iter()
-            .map(|c| format!("`{}` (D-line {} B, I-line {} B)", c.cpu, c.lines.0, c.lines.1))
-            .collect::<Vec<_>>()
-            .join(" and "),
-        report.rustc,
-        report.commit,
-        report.seconds
-    );
-    s.push_str(
-        "## Method\n\n\
-         Wall-clock time under emulation means nothing, so the benchmark counts\n\
-         executed guest instructions. The guest program calls each implementation\n\
-         once per case through a function pointer, between two `#[inline(never)]`\n\
-         marker functions, after one warm-up call outside the markers (so one-time\n\
-         work such as reading `CTR_EL0` into a cache is not counted). It runs as\n\n\
-         ```sh\n\
-         qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu <model> -singlestep -d in_asm,exec,nochain,strace \\\n    \
-         target/aarch64-unknown-linux-gnu/release/icache-bench single 4 64 4096 65536 1048576\n\
-         ```\n\n\
-         (`-singlestep` is QEMU 7.2's spelling of `-one-insn-per-tb`). With one\n\
-         instruction per translation block and no chaining, each `Trace` line of the\n\
-         log is one executed instruction; the `in_asm` lines give the instruction word\n\
-         at each PC, which classifies it as `dc`, `ic`, `dsb`, `isb` or `svc`; the\n\
-         `strace` lines give each system call with its arguments. xtask streams the\n\
-         log through a pipe and counts per bracket. The harness's own instructions\n\
-         (loading the arguments, the indirect call) are measured with a callee that\n\
-         only returns and subtracted, so each count is exactly what runs inside the\n\
-         call, including the callee's `ret` and the thin `#[inline(never)]` wrapper\n\
-         that adapts each peer's signature (libgcc: computing `end`; the others:\n\
-         discarding the result; for icache-coherence that is the check and drop\n\
-         of the `io::Result`, which a caller using `?` pays as well). Starts: a page-aligned address (\"aligned\") and the\n\
-         same plus 4 bytes (\"+4\"). Cells read `instructions (dc/ic/dsb/isb)`.\n\n\
-         The **minimum** column is computed from the line sizes the library reads\n\
-         (`cache_info()`): one `dc` per data line and one `ic` per instruction line\n\
-         overlapping the range, two `dsb` and one `isb`, and no other instruction.\n\n\
-         Peers: libgcc's `__clear_cache` from the cross toolchain (the gcc driver\n\
-         resolves it from `libgcc_s.so.1`, so its counts include the 4-instruction\n\
-         PLT stub); the `clear-cache` crate 0.1.3; upstream's newest,\n\
-         `wasmtime-internal-jit-icache-coherence` 50.0.1, which declares\n\
-         `rust-version = 1.97` but compiles with rustc 1.95, so it is built with\n\
-         `--ignore-rust-version` (behind the `wasmtime-newest` feature of\n\
-         `icache-bench`, so workspace builds never see it); and\n\
-         `wasmtime-jit-icache-coherence` 21.0.1, the crate this library replaces,\n\
-         which does no maintenance at all on AArch64 Linux: that column shows what\n\
-         correctness costs.\n\n\
-         Real cores spend far more time in a `dc` or `ic` (a cache-maintenance\n\
-         broadcast to the point of unification) and in `dsb`/`isb` than in an\n\
-         add, so for real-world speed the operation counts, the fixed cost per\n\
-         call, skipping the maintenance where `CTR_EL0.IDC`/`DIC` allow, and\n\
-         batching matter most; the per-line loop overhead matters least. Note that\n\
-         QEMU's models report IDC = DIC = 0, so these runs always do both halves.\n\n",
+    let runner = report.runner.join(" ");
+    let mut s = fill(
+        include_str!("text/intro.md"),
+        &[
+            ("qemu", report.qemu.clone()),
+            (
+                "cpus",
+                report
+                    .cpus
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "`{}` (D-line {} B, I-line {} B)",
+                            c.cpu, c.lines.0, c.lines.1
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" and "),
+            ),
+            ("rustc", report.rustc.clone()),
+            ("target", TARGET.to_string()),
+            ("commit", report.commit.clone()),
+            ("seconds", report.seconds.to_string()),
+            ("qemu_runner", runner),
+            ("trace_args", TRACE_ARGS.join(" ")),
+            (
+                "sizes",
+                SIZES
+                    .iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+            ("offset", OFFSETS[1].to_string()),
+            ("peer_libgcc", title("libgcc").to_string()),
+            (
+                "peer_clear_cache",
+                format!("the `{}` crate", title("clear-cache")),
+            ),
+            ("peer_newest", format!("`{}`", title("wasmtime-newest"))),
+            ("peer_old", format!("`{}`", title("wasmtime-21"))),
+        ],
     );
     s.push_str("## Goals\n\n| goal | status | measured |\n|---|---|---|\n");
     for g in goals(report) {
@@ -371,15 +319,7 @@ pub fn markdown(report: &Report) -> String {
         s.push_str(&single_table(c));
     }
     s.push_str(&listing_section(report));
-    s.push_str(
-        "\n## Patching separate 8-byte sites\n\n\
-         The sites are 256 bytes apart, so each one is its own line on both models.\n\
-         One `pipeline_flush_mt` runs before the brackets, so the one-time\n\
-         registration is not counted here (see the race below). Counts are for the\n\
-         whole loop between the markers, the guest's loop and `Vec` handling\n\
-         included; membarrier calls come from QEMU's `-strace` lines inside the\n\
-         bracket.\n",
-    );
+    s.push_str(include_str!("text/patch.md"));
     for c in &report.cpus {
         let _ = writeln!(s, "\n### `-cpu {}`\n", c.cpu);
         s.push_str(&patch_table(c));
@@ -389,25 +329,16 @@ pub fn markdown(report: &Report) -> String {
         let _ = writeln!(s, "- `-cpu {}`: {}", c.cpu, flush_line(c));
     }
     if let Some(race) = &report.race {
-        let _ = write!(
-            s,
-            "\nFirst calls racing: {} threads wait on a `Barrier`, then each makes its\n\
-             first `pipeline_flush_mt` call. Counted on the host with\n\
-             `strace -f -e trace=membarrier -e raw=membarrier qemu-aarch64 ... race {}`\n\
-             (qemu passes membarrier through to the host kernel): ",
-            race.threads, race.threads
-        );
-        match &race.result {
-            Ok((query, register, sync)) => {
-                let _ = writeln!(
-                    s,
-                    "**{register} registration** (cmd 0x40), {query} QUERY (cmd 0), {sync} SYNC_CORE (cmd 0x20)."
-                );
-            }
-            Err(e) => {
-                let _ = writeln!(s, "not measured: {e}.");
-            }
-        }
+        let result = match &race.result {
+            Ok((query, register, sync)) => format!(
+                "**{register} registration** (cmd {MEMBARRIER_REGISTER:#x}), {query} QUERY (cmd {MEMBARRIER_QUERY}), {sync} SYNC_CORE (cmd {MEMBARRIER_SYNC_CORE:#x})."
+            ),
+            Err(e) => format!("not measured: {e}."),
+        };
+        s.push_str(&fill(
+            include_str!("text/race.md"),
+            &[("threads", race.threads.to_string()), ("result", result)],
+        ));
     }
     if let Some(c) = report.cpus.first() {
         s.push_str(&fill(
@@ -422,27 +353,15 @@ pub fn markdown(report: &Report) -> String {
     if let Some(Host { result }) = &report.host {
         s.push_str("\n## Host\n\n");
         match result {
-            Ok(h) => {
-                let _ = writeln!(
-                    s,
-                    "On the host ({}), counted with `valgrind --tool=callgrind --toggle-collect=<function>`\n\
-                     on an x86-64 release build of `icache-bench host`: `ours_host` (one `clear_cache`\n\
-                     of 64 bytes and one `pipeline_flush_mt`, errors returned with `?`) executes\n\
-                     **{} instructions**; `empty_host`, the same signature returning `Ok(())`,\n\
-                     executes {}. The difference, {}, is what the two calls cost on this host.\n\n\
-                     Nothing of it is cache maintenance: x86 needs none, and `pipeline_flush_mt`\n\
-                     compiles to nothing. It is the refusal of a range that wraps past the end of\n\
-                     the address space, which the library promises on every target (`InvalidInput`,\n\
-                     not a silent `Ok`): one `add` whose carry is tested by one branch, plus the\n\
-                     `mov` that keeps `ptr` intact. That promise and the goal of zero instructions\n\
-                     cannot both hold; the library keeps the promise, because a JIT developed on\n\
-                     x86 should see the same error it would get on AArch64.",
-                    h.arch,
-                    h.ours,
-                    h.empty,
-                    h.ours as i64 - h.empty as i64
-                );
-            }
+            Ok(h) => s.push_str(&fill(
+                include_str!("text/host.md"),
+                &[
+                    ("arch", h.arch.clone()),
+                    ("ours", h.ours.to_string()),
+                    ("empty", h.empty.to_string()),
+                    ("difference", (h.ours as i64 - h.empty as i64).to_string()),
+                ],
+            )),
             Err(e) => {
                 let _ = writeln!(s, "Not measured: {e}.");
             }
@@ -480,4 +399,68 @@ pub fn markdown(report: &Report) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_filled_with_computed_values() {
+        let text = fill(
+            "{n} readers, {n} again, {cpu}.",
+            &[("n", 3.to_string()), ("cpu", "a64fx".to_string())],
+        );
+        assert_eq!(text, "3 readers, 3 again, a64fx.");
+    }
+
+    #[test]
+    #[should_panic(expected = "no value for")]
+    fn a_placeholder_without_a_value_is_refused() {
+        fill("{unknown}", &[]);
+    }
+
+    /// Renders every template through `markdown`, so that a placeholder
+    /// the code does not fill fails here rather than in `cargo xtask bench`.
+    #[test]
+    fn every_prose_template_is_filled_by_the_generator() {
+        let counts = Counts {
+            insns: 7,
+            ..Counts::default()
+        };
+        let report = Report {
+            cpus: vec![CpuReport {
+                cpu: "cortex-a72".to_string(),
+                lines: (64, 64),
+                singles: Vec::new(),
+                listing: vec!["ret".to_string()],
+                patch: Vec::new(),
+                flush: Vec::new(),
+                publish: Publish {
+                    readers: 3,
+                    reader_unchanged: counts,
+                    ..Publish::default()
+                },
+                check: None,
+            }],
+            race: Some(Race {
+                threads: 16,
+                result: Ok((1, 1, 16)),
+            }),
+            host: Some(Host {
+                result: Ok(HostCounts {
+                    arch: "x86_64".to_string(),
+                    ours: 5,
+                    empty: 2,
+                }),
+            }),
+            runner: vec!["qemu-aarch64".to_string()],
+            ..Report::default()
+        };
+        let md = markdown(&report);
+        assert!(!md.contains('{') && !md.contains('}'), "{md}");
+        assert!(md.contains("## One publication to 3 reader threads"));
+        assert!(md.contains("**1 registration** (cmd 0x40)"));
+        assert!(md.contains("The difference, 3, is"));
+    }
 }

@@ -138,7 +138,16 @@ pub fn race(ws: &Workspace, guest: &Path, threads: usize) -> Race {
                 .filter(|l| l.contains(&format!("membarrier({cmd},")))
                 .count() as u64
         };
-        Ok((count("0"), count("0x40"), count("0x20")))
+        // strace prints 0 as `0` and other raw values in hex.
+        let raw = |cmd: u64| match cmd {
+            0 => "0".to_string(),
+            n => format!("{n:#x}"),
+        };
+        Ok((
+            count(&raw(MEMBARRIER_QUERY)),
+            count(&raw(MEMBARRIER_REGISTER)),
+            count(&raw(MEMBARRIER_SYNC_CORE)),
+        ))
     })();
     Race { threads, result }
 }
