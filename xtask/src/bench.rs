@@ -30,7 +30,7 @@ use self::run::*;
 use self::svg::*;
 use crate::checker;
 use crate::cmd::{Cmd, Result};
-use crate::targets::{self, AARCH64_CPUS};
+use crate::targets::{self, AARCH64_CPUS, DEFAULT_CPU};
 use crate::Workspace;
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -76,7 +76,7 @@ pub fn main(ws: &Workspace, args: &[String]) -> Result {
     let started = Instant::now();
     let guest = build_guest(ws)?;
     let (cpus, sizes, sites): (&[&str], &[usize], usize) = if smoke {
-        (&AARCH64_CPUS[..1], &SMOKE_SIZES, 10)
+        (&[DEFAULT_CPU], &SMOKE_SIZES, 10)
     } else {
         (AARCH64_CPUS, &SIZES, PATCH_SITES)
     };

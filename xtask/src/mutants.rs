@@ -9,7 +9,7 @@
 
 use crate::checker::{self, EXIT_CHECKER_FAILED, EXIT_VIOLATIONS};
 use crate::cmd::{Cmd, Result};
-use crate::targets::{self, cargo_target_var, CHECKER_TARGET};
+use crate::targets::{self, cargo_target_var, CHECKER_TARGET, DEFAULT_CPU};
 use crate::{Workspace, LIB};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -195,7 +195,7 @@ enum Verdict {
 }
 
 pub fn main(ws: &Workspace, args: &[String]) -> Result {
-    let mut cpu = "cortex-a72".to_string();
+    let mut cpu = DEFAULT_CPU.to_string();
     let mut only: Option<String> = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {

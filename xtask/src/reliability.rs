@@ -16,7 +16,7 @@
 //! passes the qemu command line.
 
 use crate::cmd::{Cmd, Result};
-use crate::targets::{self, AARCH64_CPUS, CHECKER_TARGET};
+use crate::targets::{self, AARCH64_CPUS, CHECKER_TARGET, DEFAULT_CPU};
 use crate::Workspace;
 use crate::{checker, LIB};
 use std::path::PathBuf;
@@ -117,7 +117,7 @@ fn long_run(ws: &Workspace, cpu: &str, publishes: &str) -> Result {
 /// model name in QEMU_CPU makes the other qemu binaries refuse to start).
 fn qemu_env(cmd: Cmd, target: &str) -> Cmd {
     if target.starts_with("aarch64") {
-        cmd.env("QEMU_CPU", AARCH64_CPUS[0])
+        cmd.env("QEMU_CPU", DEFAULT_CPU)
     } else {
         cmd.env_remove("QEMU_CPU")
     }

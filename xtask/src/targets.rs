@@ -28,6 +28,10 @@ pub const QEMU_LINUX: &[(&str, &[&str])] = &[
 /// coherence checker.
 pub const AARCH64_CPUS: &[&str] = &["cortex-a72", "a64fx"];
 
+/// The model used where one run is enough (mutants, the long run, the
+/// race, the sandbox): the first of [`AARCH64_CPUS`].
+pub const DEFAULT_CPU: &str = AARCH64_CPUS[0];
+
 /// The aarch64 target that the coherence checker (crates/icache-check) runs.
 pub const CHECKER_TARGET: &str = "aarch64-unknown-linux-gnu";
 

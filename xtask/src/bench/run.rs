@@ -113,7 +113,7 @@ pub fn cross_check(
 
 pub fn race(ws: &Workspace, guest: &Path, threads: usize) -> Race {
     let result = (|| {
-        let qemu = qemu(ws, AARCH64_CPUS[0])?;
+        let qemu = qemu(ws, DEFAULT_CPU)?;
         let out = Cmd::new("strace")
             .args([
                 "-f",

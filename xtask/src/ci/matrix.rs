@@ -7,7 +7,7 @@ use super::{Kind, Step};
 use crate::checker::{self, PACKAGE as CHECKER};
 use crate::cmd::Cmd;
 use crate::targets::{
-    AARCH64_CPUS, BUILD_STD, CHECKER_TARGET, CHECK_ONLY, NO_STD, QEMU_LINUX, WINE,
+    AARCH64_CPUS, BUILD_STD, CHECKER_TARGET, CHECK_ONLY, DEFAULT_CPU, NO_STD, QEMU_LINUX, WINE,
 };
 use crate::{Workspace, LIB};
 
@@ -259,15 +259,16 @@ fn reliability(ws: &Workspace, steps: &mut Vec<Step>) {
         Kind::Test,
         me().args(["reliability", "race", CHECKER_TARGET, "1000"]),
     ));
+    let cpu = DEFAULT_CPU;
     steps.push(Step::new(
         "long run 100k publishes",
-        &format!("{CHECKER_TARGET} ({CHECKER} cortex-a72)"),
+        &format!("{CHECKER_TARGET} ({CHECKER} {cpu})"),
         Kind::Test,
-        me().args(["reliability", "long-run", "cortex-a72", "100000"]),
+        me().args(["reliability", "long-run", cpu, "100000"]),
     ));
     steps.push(Step::new(
         "mutants",
-        &format!("{CHECKER_TARGET} ({CHECKER} cortex-a72)"),
+        &format!("{CHECKER_TARGET} ({CHECKER} {cpu})"),
         Kind::Test,
         me().args(["mutants"]),
     ));
