@@ -13,6 +13,21 @@
 //! The counts are cross-checked against icache-check's own summary line
 //! (its `maintenance ops` are the executed `dc` and `ic` instructions).
 //!
+//! Where things live (to change a benchmark):
+//!
+//! - this file: what is run (sizes, sites, readers, the implementations and
+//!   their column titles), the calibration, and the checks of a run;
+//! - `bench/run.rs`: starting the guest under qemu (its command line comes
+//!   from `.cargo/config.toml`), the checker, strace and callgrind;
+//! - `bench/log.rs`: parsing qemu's log into brackets, with fixture tests of
+//!   real log excerpts in `bench/fixtures/`;
+//! - `bench/goals.rs`: each goal, its threshold and how it is evaluated;
+//! - `bench/markdown.rs`: the tables and BENCHMARKS.md; its prose is in
+//!   `bench/text/*.md`, where every number is a `{placeholder}` filled in
+//!   from a measurement or a constant;
+//! - `bench/svg.rs`: the plot;
+//! - the guest's cases: `crates/icache-bench/src/main.rs`.
+//!
 //! `--smoke` (CI): one CPU model, two sizes, a short patch and flush run; it
 //! checks that the harness builds, runs and parses, prints the table, and
 //! writes nothing into the repository.

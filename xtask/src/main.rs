@@ -13,7 +13,10 @@
 //!
 //! Where things live: platform lists in `src/targets.rs`, installation in
 //! `src/setup.rs` (wine in `src/setup/wine.rs`), the matrix in
-//! `src/ci/matrix.rs`, the runner and table in `src/ci.rs`.
+//! `src/ci/matrix.rs`, the runner and table in `src/ci.rs`, the benchmark in
+//! `src/bench.rs` and `src/bench/` (see its module docs), every fact about
+//! the checker in `src/checker.rs`. Every process is started by the one
+//! runner in `src/cmd.rs`, whose timeouts kill the whole process tree.
 //!
 //! Each command is a module with a `main(&Workspace, &[String]) -> Result`;
 //! adding one is a new module plus one line in [`COMMANDS`].
