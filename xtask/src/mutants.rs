@@ -7,17 +7,16 @@
 //! mutant is caught when the run fails: a test assertion, a crash, or the
 //! checker's exit status 86 for a violation. The table at the end says which.
 
+use crate::checker::{self, EXIT_CHECKER_FAILED, EXIT_VIOLATIONS};
 use crate::cmd::{Cmd, Result};
-use crate::targets::CHECKER_TARGET;
-use crate::Workspace;
+use crate::targets::{self, cargo_target_var, CHECKER_TARGET, DEFAULT_CPU};
+use crate::{Workspace, LIB};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The checker's exit status when it found violations.
-const VIOLATIONS: i32 = 86;
-/// A mutant that makes a test loop forever is caught by this limit.
+/// A mutant that makes a test loop forever is caught by this limit; the
+/// runner then kills cargo, the test binaries and their qemu together.
 const RUN_LIMIT: Duration = Duration::from_secs(300);
 
 /// One seeded fault: in `file` (relative to the crate), replace the
@@ -233,7 +232,7 @@ enum Verdict {
 }
 
 pub fn main(ws: &Workspace, args: &[String]) -> Result {
-    let mut cpu = "cortex-a72".to_string();
+    let mut cpu = DEFAULT_CPU.to_string();
     let mut only: Option<String> = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -254,12 +253,9 @@ pub fn main(ws: &Workspace, args: &[String]) -> Result {
     if selected.is_empty() {
         return Err("--only matched no mutant".to_string());
     }
-    let checker = ws.target_dir.join("release").join("icache-check");
-    Cmd::new("cargo")
-        .dir(&ws.root)
-        .args(["build", "-p", "icache-check", "--release"])
-        .run()?;
-    let original = ws.root.join("crates").join("icache-coherence");
+    checker::build(ws).run()?;
+    let linker = targets::linker(ws, CHECKER_TARGET)?;
+    let original = ws.root.join("crates").join(LIB);
     let scratch = std::env::temp_dir().join(format!("icache-mutants-{}", std::process::id()));
     // One build folder for every copy: the dependencies compile once.
     let build_dir = ws.target_dir.join("mutants");
@@ -273,7 +269,7 @@ pub fn main(ws: &Workspace, args: &[String]) -> Result {
         fs::write(&path, apply(m, &text)?).map_err(|e| format!("{}: {e}", path.display()))?;
         eprintln!("\n==> mutant {}/{}: {}", i + 1, selected.len(), m.name);
         let t = Instant::now();
-        let verdict = run_suite(&copy, &build_dir, &checker, &cpu)?;
+        let verdict = run_suite(ws, &copy, &build_dir, &linker, &cpu)?;
         rows.push((m.name, verdict, t.elapsed()));
     }
     let _ = fs::remove_dir_all(&scratch);
@@ -283,7 +279,10 @@ pub fn main(ws: &Workspace, args: &[String]) -> Result {
     println!("|---|---|---|---|");
     for (name, verdict, time) in &rows {
         let (result, by) = match verdict {
-            Verdict::CaughtByChecker => ("caught", "icache-check violation (exit 86)".to_string()),
+            Verdict::CaughtByChecker => (
+                "caught",
+                format!("icache-check violation (exit {EXIT_VIOLATIONS})"),
+            ),
             Verdict::CaughtByTests(how) => ("caught", how.clone()),
             Verdict::Missed => ("MISSED", "-".to_string()),
         };
@@ -330,10 +329,15 @@ fn copy_dir(from: &Path, to: &Path) -> Result {
 /// Runs the copy's aarch64 suite under the checker. The copy lives outside
 /// the workspace, so the linker and runner come from the environment rather
 /// than `.cargo/config.toml`.
-fn run_suite(copy: &Path, build_dir: &Path, checker: &Path, cpu: &str) -> Result<Verdict> {
-    let var = CHECKER_TARGET.to_uppercase().replace('-', "_");
-    let mut child = Command::new("cargo")
-        .current_dir(copy)
+fn run_suite(
+    ws: &Workspace,
+    copy: &Path,
+    build_dir: &Path,
+    linker: &str,
+    cpu: &str,
+) -> Result<Verdict> {
+    let cargo = Cmd::new("cargo")
+        .dir(copy)
         // The integration tests only: they run generated code, so it is the
         // checker (or a crash) that must catch the fault. The unit tests of
         // the pure arithmetic would catch some mutants without it.
@@ -345,32 +349,28 @@ fn run_suite(copy: &Path, build_dir: &Path, checker: &Path, cpu: &str) -> Result
             "--test",
             "*",
         ])
-        .env("CARGO_TARGET_DIR", build_dir)
-        .env(
-            format!("CARGO_TARGET_{var}_LINKER"),
-            "aarch64-linux-gnu-gcc",
-        )
-        .env(
-            format!("CARGO_TARGET_{var}_RUNNER"),
-            format!("{} --cpu {cpu} --", checker.display()),
-        )
-        .env("QEMU_CPU", cpu)
+        .env("CARGO_TARGET_DIR", build_dir.display().to_string())
+        .env(&cargo_target_var(CHECKER_TARGET, "LINKER"), linker);
+    let out = checker::runner_env(cargo, ws, cpu)
         .env("ICACHE_LONG_RUN_PUBLISHES", "2000")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start cargo test: {e}"))?;
-    let out = wait_with_limit(&mut child)?;
-    let text = format!("{}{}", out.0, out.1);
-    if out.2 == Some(0) {
+        .output(Some(RUN_LIMIT))?;
+    let code = out.status.and_then(|s| s.code());
+    let text = format!("{}{}", out.stdout, out.stderr);
+    if code == Some(0) {
         return Ok(Verdict::Missed);
     }
-    if text.contains("violation(s): exiting with 86")
-        || text.contains(&format!("exit status: {VIOLATIONS}"))
-    {
+    if checker::reported_violations(&text) {
         return Ok(Verdict::CaughtByChecker);
     }
-    let how = if out.2.is_none() {
+    // The checker could not do its job: that catches nothing.
+    if text.contains(&format!("exit status: {EXIT_CHECKER_FAILED}")) {
+        return Err(format!(
+            "icache-check failed (exit {EXIT_CHECKER_FAILED}) under {}:\n{}",
+            copy.display(),
+            out.stderr
+        ));
+    }
+    let how = if code.is_none() {
         "a crash, a hang or a timeout".to_string()
     } else if text.contains("panicked") {
         "a failing test assertion".to_string()
@@ -378,44 +378,6 @@ fn run_suite(copy: &Path, build_dir: &Path, checker: &Path, cpu: &str) -> Result
         "a failing test binary".to_string()
     };
     Ok(Verdict::CaughtByTests(how))
-}
-
-/// Waits for `child` (at most [`RUN_LIMIT`]); returns its stdout, stderr
-/// and exit code (`None` if it was killed by a signal or by the limit).
-fn wait_with_limit(child: &mut std::process::Child) -> Result<(String, String, Option<i32>)> {
-    use std::io::Read;
-    let mut stdout = child.stdout.take();
-    let mut stderr = child.stderr.take();
-    let out_thread = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(o) = stdout.as_mut() {
-            let _ = o.read_to_string(&mut s);
-        }
-        s
-    });
-    let err_thread = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(e) = stderr.as_mut() {
-            let _ = e.read_to_string(&mut s);
-        }
-        s
-    });
-    let start = Instant::now();
-    let code = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status.code(),
-            Ok(None) if start.elapsed() > RUN_LIMIT => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(200)),
-            Err(e) => return Err(format!("waiting for cargo test: {e}")),
-        }
-    };
-    let out = out_thread.join().unwrap_or_default();
-    let err = err_thread.join().unwrap_or_default();
-    Ok((out, err, code))
 }
 
 #[cfg(test)]
