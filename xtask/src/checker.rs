@@ -3,26 +3,39 @@
 //! under it, its exit statuses and its summary line. `ci`, `mutants`,
 //! `reliability` and `bench` take these from here.
 //!
-// TODO(lead): take from icache_check once it exports them: the exit statuses
-// (`EXIT_VIOLATIONS`, `EXIT_CHECKER_FAILED`, today in its src/main.rs) and
-// the summary line's parser (its formatter is `Counts`'s Display in its
-// src/model.rs). Until then they are copied here, and only here.
+//! The exit statuses and the summary line are the checker's own
+//! definitions, compiled in from its source files with `#[path]`: a binary
+//! cannot link the checker's library (its plugin entry points need symbols
+//! that only QEMU provides), and both files depend on `std` alone. So there
+//! is one definition of each, in the checker, and a change there is a
+//! change here.
+
+#[path = "../../crates/icache-check/src/exit_status.rs"]
+mod exit_status;
+#[path = "../../crates/icache-check/src/summary.rs"]
+#[allow(dead_code)] // the checker's class line is not used by xtask
+mod summary;
 
 use crate::cmd::{Cmd, Result};
 use crate::targets::{cargo_target_var, CHECKER_TARGET};
 use crate::Workspace;
 use std::path::PathBuf;
 
+/// The checker's summary line: `icache-check: 0 violations, 1 code stores,
+/// 2 maintenance ops, 2 vCPUs` (its formatter and parser are side by side in
+/// the checker's `summary.rs`).
+pub use summary::Counts as Summary;
+
 /// The checker's package, which is also its binary's name.
 pub const PACKAGE: &str = "icache-check";
 
 /// Exit status when the checked program executed code that was not made
-/// coherent (icache-check `EXIT_VIOLATIONS`).
-pub const EXIT_VIOLATIONS: i32 = 86;
+/// coherent.
+pub const EXIT_VIOLATIONS: i32 = exit_status::EXIT_VIOLATIONS as i32;
 
 /// Exit status when the checker itself could not run or could not trust its
-/// results (icache-check `EXIT_CHECKER_FAILED`).
-pub const EXIT_CHECKER_FAILED: i32 = 87;
+/// results.
+pub const EXIT_CHECKER_FAILED: i32 = exit_status::EXIT_CHECKER_FAILED as i32;
 
 /// The checker's release build command.
 pub fn build(ws: &Workspace) -> Cmd {
@@ -54,38 +67,10 @@ pub fn reported_violations(output: &str) -> bool {
         || output.contains(&format!("exit status: {EXIT_VIOLATIONS}"))
 }
 
-/// The checker's summary line, printed once per process that ran to its
-/// exit: `icache-check: 0 violations, 1 code stores, 2 maintenance ops, 2 vCPUs`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Summary {
-    pub violations: u64,
-    pub code_stores: u64,
-    pub maintenance_ops: u64,
-    pub vcpus: u64,
-}
-
-impl Summary {
-    /// Parses one summary line; `None` for any other line.
-    pub fn parse(line: &str) -> Option<Summary> {
-        let rest = line.trim_end().strip_prefix("icache-check: ")?;
-        let fields: Vec<&str> = rest.split(", ").collect();
-        let [v, s, m, c] = fields.as_slice() else {
-            return None;
-        };
-        let number = |field: &str, unit: &str| field.strip_suffix(unit)?.parse().ok();
-        Some(Summary {
-            violations: number(v, " violations")?,
-            code_stores: number(s, " code stores")?,
-            maintenance_ops: number(m, " maintenance ops")?,
-            vcpus: number(c, " vCPUs")?,
-        })
-    }
-
-    /// The last summary line in `log`: the outermost process's, which exits
-    /// last.
-    pub fn last_in(log: &str) -> Option<Summary> {
-        log.lines().rev().find_map(Summary::parse)
-    }
+/// The last summary line in `log`: the outermost process's, which exits
+/// last.
+pub fn last_summary(log: &str) -> Option<Summary> {
+    Summary::all_in(log).last()
 }
 
 /// Builds the checker and returns its binary.
@@ -103,7 +88,7 @@ mod tests {
         // As icache-check's model prints it (its test `summary_line_format`).
         let line = "icache-check: 0 violations, 1 code stores, 2 maintenance ops, 2 vCPUs";
         assert_eq!(
-            Summary::parse(line),
+            Summary::parse_line(line),
             Some(Summary {
                 violations: 0,
                 code_stores: 1,
@@ -121,7 +106,7 @@ mod tests {
             "icache-check: 2 violation(s): exiting with 86 (the program's own status was 0)",
             "icache-check: x violations, 1 code stores, 2 maintenance ops, 2 vCPUs",
         ] {
-            assert_eq!(Summary::parse(line), None, "{line}");
+            assert_eq!(Summary::parse_line(line), None, "{line}");
         }
     }
 
@@ -130,8 +115,8 @@ mod tests {
         let log = "icache-check: 1 violations, 0 code stores, 7 maintenance ops, 1 vCPUs\n\
                    other output\n\
                    icache-check: 0 violations, 4 code stores, 9 maintenance ops, 3 vCPUs\n";
-        assert_eq!(Summary::last_in(log).map(|s| s.maintenance_ops), Some(9));
-        assert_eq!(Summary::last_in("nothing"), None);
+        assert_eq!(last_summary(log).map(|s| s.maintenance_ops), Some(9));
+        assert_eq!(last_summary("nothing"), None);
     }
 
     #[test]

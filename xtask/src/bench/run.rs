@@ -101,7 +101,7 @@ pub fn cross_check(
             .env("QEMU_LD_PREFIX", targets::sysroot(ws, TARGET)?)
             .output(None)?;
         let text = out.stderr + &out.stdout;
-        checker::Summary::last_in(&text)
+        checker::last_summary(&text)
             .map(|s| s.maintenance_ops)
             .ok_or_else(|| format!("no summary line from icache-check ({:?})", out.status))
     })();
