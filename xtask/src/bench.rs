@@ -70,7 +70,7 @@ pub const PUBLISH_READERS: usize = 3;
 /// `pipeline_flush_mt` calls in the steady-state run, one bracket each.
 pub const FLUSH_CALLS: usize = 3;
 /// The implementations in table order, with the column heading.
-pub const IMPLS: [(&str, &str); 5] = [
+pub const IMPLS: [(&str, &str); 6] = [
     ("icache-coherence", "icache-coherence"),
     ("libgcc", "libgcc `__clear_cache`"),
     ("clear-cache", "clear-cache 0.1.3"),
@@ -79,7 +79,21 @@ pub const IMPLS: [(&str, &str); 5] = [
         "wasmtime-internal-jit-icache-coherence 50.0.1",
     ),
     ("wasmtime-21", "wasmtime-jit-icache-coherence 21.0.1"),
+    // The library again, from a caller that `.unwrap()`s the result (as
+    // cranelift-jit `.expect()`s it); not a peer.
+    (
+        "icache-coherence-unwrap",
+        "icache-coherence, caller `.unwrap()`s",
+    ),
 ];
+/// The peers' columns in [`IMPLS`] that do maintenance (21.0.1 does none on
+/// AArch64 Linux): what "the best peer" is the best of.
+pub const PEERS: std::ops::Range<usize> = 1..4;
+/// The library's own columns in [`IMPLS`]: dropping and `.unwrap()`ing.
+pub const OURS: [usize; 2] = [0, 5];
+/// The flush brackets' case names: the library's, and upstream's newest.
+pub const FLUSH_OURS: &str = "pipeline_flush_mt";
+pub const FLUSH_UPSTREAM: &str = "pipeline_flush_mt-wasmtime-newest";
 
 /// `cargo xtask bench [--smoke]`: see the module docs.
 pub fn main(ws: &Workspace, args: &[String]) -> Result {
@@ -141,6 +155,7 @@ pub fn main(ws: &Workspace, args: &[String]) -> Result {
     report.race = Some(race(ws, &guest, RACE_THREADS));
     eprintln!("bench: host x86-64");
     report.host = Some(host(ws));
+    report.shared_writes = Some(shared_writes(ws));
     report.qemu = qemu_version();
     report.rustc = Cmd::new("rustc")
         .arg("--version")
@@ -323,11 +338,25 @@ pub struct HostCounts {
     pub empty: u64,
 }
 
+/// Shared-word writes of the running minimum while calls alternate between
+/// two cores' CTR_EL0 values, from the library's own host test (QEMU's
+/// cores all report one value, so no guest run can alternate them).
+#[derive(Debug, Clone)]
+pub struct SharedWrites {
+    pub name: String,
+    pub calls: u64,
+    pub writes: u64,
+    /// Distinct values of the fields the library uses: the most writes the
+    /// goal allows.
+    pub distinct: u64,
+}
+
 #[derive(Debug, Default)]
 pub struct Report {
     pub cpus: Vec<CpuReport>,
     pub race: Option<Race>,
     pub host: Option<Host>,
+    pub shared_writes: Option<std::result::Result<Vec<SharedWrites>, String>>,
     pub qemu: String,
     pub rustc: String,
     pub commit: String,

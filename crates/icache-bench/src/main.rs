@@ -6,7 +6,7 @@
 //! Nothing here measures anything by itself: xtask runs this program under
 //! `qemu-aarch64` (and strace, and icache-check), and does the counting.
 //!
-//! Protocol, on stdout, one fact per line (parsed by `xtask/src/bench.rs`):
+//! Protocol, on stdout, one fact per line (parsed by `xtask/src/bench/log.rs`):
 //!
 //! - `marks BEGIN END`: the addresses of [`bench_begin`] and [`bench_end`].
 //! - `lines DLINE ILINE`: the line sizes the library reads (`cache_info`).
@@ -144,12 +144,12 @@ pub unsafe fn empty_host(_ptr: *const c_void, _len: usize) -> std::io::Result<()
 const IMPLS: &[(&str, Impl)] = &[
     ("empty", empty),
     ("icache-coherence", ours),
-    ("icache-coherence-unwrap", ours_unwrap),
     ("libgcc", libgcc),
     ("clear-cache", clear_cache_crate),
     #[cfg(feature = "wasmtime-newest")]
     ("wasmtime-newest", wasmtime_newest),
     ("wasmtime-21", wasmtime_21),
+    ("icache-coherence-unwrap", ours_unwrap),
 ];
 
 /// One measured call: begin marker, the call through a function pointer the
@@ -269,12 +269,23 @@ fn patch(n: usize) {
 
 fn flush(n: usize) {
     icache_coherence::pipeline_flush_mt().expect("pipeline_flush_mt");
+    #[cfg(feature = "wasmtime-newest")]
+    wasmtime_internal_jit_icache_coherence::pipeline_flush_mt().expect("pipeline_flush_mt");
     print_header();
     for _ in 0..n {
         bench_begin();
         icache_coherence::pipeline_flush_mt().expect("pipeline_flush_mt");
         bench_end();
         println!("case pipeline_flush_mt 0 0");
+    }
+    // Upstream's newest, side by side in the same process (its first call,
+    // above, registered with membarrier already).
+    #[cfg(feature = "wasmtime-newest")]
+    for _ in 0..n {
+        bench_begin();
+        wasmtime_internal_jit_icache_coherence::pipeline_flush_mt().expect("pipeline_flush_mt");
+        bench_end();
+        println!("case pipeline_flush_mt-wasmtime-newest 0 0");
     }
 }
 

@@ -331,7 +331,8 @@ mod tests {
                 min.update(if k % 2 == 0 { a } else { b });
             }
             let writes = min.writes.load(core::sync::atomic::Ordering::Relaxed);
-            println!("shared-word-writes {name} {CALLS} {writes}");
+            // calls, writes, distinct used values, the pair's name.
+            println!("shared-word-writes {CALLS} {writes} {most} {name}");
             // Either core's value then takes the fast path as it is.
             assert_eq!(min.is_current(a) && min.is_current(b), most == 1, "{name}");
             assert!(writes <= most, "{name}: {writes} writes in {CALLS} calls");

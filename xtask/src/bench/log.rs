@@ -45,6 +45,9 @@ pub struct Counts {
     pub dsb: u64,
     pub isb: u64,
     pub svc: u64,
+    /// `mrs xN, ctr_el0`: reads of the Cache Type Register, each a trap into
+    /// the kernel where Linux emulates it (issue 14 goal 4).
+    pub mrs_ctr: u64,
     /// membarrier system calls: (register SYNC_CORE, SYNC_CORE, other).
     pub membarrier_register: u64,
     pub membarrier_sync: u64,
@@ -59,6 +62,7 @@ pub enum Class {
     Dsb,
     Isb,
     Svc,
+    MrsCtr,
     Other,
 }
 
@@ -81,6 +85,10 @@ pub fn classify(word: u32) -> Class {
     if word & 0xffe0_001f == 0xd400_0001 {
         return Class::Svc;
     }
+    // MRS Xt, CTR_EL0 (op0 3, op1 3, CRn 0, CRm 0, op2 1).
+    if word & 0xffff_ffe0 == 0xd53b_0020 {
+        return Class::MrsCtr;
+    }
     Class::Other
 }
 
@@ -101,6 +109,8 @@ pub struct Parser {
     /// `dc` + `ic` executed before the byte order was known, counted both ways.
     pub early_maintenance: [u64; 2],
     pub inside: bool,
+    /// The vCPU that entered the current bracket.
+    pub bracket_cpu: u32,
     pub current: Counts,
     pub brackets: Vec<Counts>,
     pub total_maintenance: u64,
@@ -122,6 +132,7 @@ impl Parser {
             swapped: None,
             early_maintenance: [0; 2],
             inside: false,
+            bracket_cpu: 0,
             current: Counts::default(),
             brackets: Vec::new(),
             total_maintenance: 0,
@@ -135,7 +146,8 @@ impl Parser {
     pub fn line(&mut self, line: &str) -> Result {
         if let Some(rest) = line.strip_prefix("Trace ") {
             let pc = trace_pc(rest).ok_or_else(|| format!("unparsed trace line: {line}"))?;
-            return self.exec(pc);
+            let cpu = trace_cpu(rest).ok_or_else(|| format!("unparsed trace line: {line}"))?;
+            return self.exec(cpu, pc);
         }
         if let Some(symbol) = line.strip_prefix("IN: ") {
             self.listed_block = symbol.trim().starts_with(LISTED_SYMBOL);
@@ -188,7 +200,11 @@ impl Parser {
         Ok(())
     }
 
-    fn exec(&mut self, pc: u64) -> Result {
+    /// One executed instruction, by the vCPU (guest thread) `cpu`. Only the
+    /// thread that entered the bracket counts inside it: another thread
+    /// still starting up, or leaving a lock, would otherwise add its own
+    /// instructions to whatever the bracket measures.
+    fn exec(&mut self, cpu: u32, pc: u64) -> Result {
         let word = *self
             .words
             .get(&pc)
@@ -205,12 +221,16 @@ impl Parser {
         if self.swapped.is_some() && matches!(class, Class::Dc | Class::Ic) {
             self.total_maintenance += 1;
         }
+        if self.inside && cpu != self.bracket_cpu {
+            return Ok(());
+        }
         // No PC is 0, so an unknown marker (0) never matches.
         if pc == self.begin {
             if self.inside {
                 return Err("nested begin marker".to_string());
             }
             self.inside = true;
+            self.bracket_cpu = cpu;
             self.current = Counts::default();
             self.listing.clear();
         } else if pc == self.end {
@@ -236,6 +256,7 @@ impl Parser {
                 Class::Ic => c.ic += 1,
                 Class::Dsb => c.dsb += 1,
                 Class::Isb => c.isb += 1,
+                Class::MrsCtr => c.mrs_ctr += 1,
                 Class::Svc => c.svc += 1,
                 Class::Other => {}
             }
@@ -265,6 +286,11 @@ pub fn trace_pc(rest: &str) -> Option<u64> {
     let inside = rest.split_once('[')?.1;
     let pc = inside.split('/').nth(1)?;
     u64::from_str_radix(pc, 16).ok()
+}
+
+/// The vCPU index of a `Trace` line (the number before the colon).
+pub fn trace_cpu(rest: &str) -> Option<u32> {
+    rest.split_once(':')?.0.trim().parse().ok()
 }
 
 /// The command of a qemu `-strace` membarrier line: `1007 membarrier(32,0,0,...) = 0`.
@@ -341,6 +367,13 @@ mod tests {
         assert_eq!(classify(0xd50b_7523), Class::Ic); // ic ivau, x3
         assert_eq!(classify(0xd503_3b9f), Class::Dsb); // dsb ish
         assert_eq!(classify(0xd503_3fdf), Class::Isb); // isb
+        assert_eq!(classify(0xd53b_0029), Class::MrsCtr); // mrs x9, ctr_el0
+        let line = "1: 0x7f6195800100 [0000000000001001/000000550288cc40/00000001/00000201] sym";
+        assert_eq!(
+            (trace_cpu(line), trace_pc(line)),
+            (Some(1), Some(0x55_0288_cc40))
+        );
+        assert_eq!(classify(0xd53b_00e8), Class::Other); // mrs x8, dczid_el0
         assert_eq!(classify(0xd400_0001), Class::Svc); // svc #0
         assert_eq!(classify(0xd503_201f), Class::Other); // nop
         assert_eq!(classify(0xd503_3bbf), Class::Other); // dmb ish
@@ -390,6 +423,28 @@ mod tests {
         assert_eq!(c.insns, 22);
         assert_eq!((c.svc, c.membarrier_sync, c.membarrier_register), (1, 1, 0));
         assert_eq!((c.dc, c.ic, c.dsb, c.isb), (0, 0, 0, 0));
+    }
+
+    #[test]
+    fn another_threads_instructions_inside_a_bracket_are_not_counted() {
+        // A reader thread still starting up runs while the measured thread
+        // is between the markers: copy every instruction of the bracket as
+        // vCPU 1's, interleaved; the counts must not change.
+        let log = include_str!("fixtures/flush-cortex-a72.log");
+        let mut mixed = String::new();
+        for line in log.lines() {
+            mixed.push_str(line);
+            mixed.push('\n');
+            if let Some(rest) = line.strip_prefix("Trace 0:") {
+                if !rest.ends_with("bench_begin") && !rest.ends_with("bench_end") {
+                    mixed.push_str(&format!("Trace 1:{rest}\n"));
+                }
+            }
+        }
+        assert!(mixed.contains("Trace 1:"));
+        let alone = parse_fixture(log, 64);
+        let together = parse_fixture(&mixed, 64);
+        assert_eq!(together.cases[0].counts, alone.cases[0].counts);
     }
 
     #[test]

@@ -223,3 +223,37 @@ pub fn commit(ws: &Workspace) -> String {
         head
     }
 }
+
+/// The library's host test of the running minimum under alternating cores
+/// (`ctr_el0.rs`: `alternating_cores_write_the_shared_word_once_per_distinct_value`),
+/// whose `shared-word-writes CALLS WRITES DISTINCT NAME` lines are the
+/// figures.
+pub fn shared_writes(ws: &Workspace) -> std::result::Result<Vec<SharedWrites>, String> {
+    let out = Cmd::new("cargo")
+        .dir(&ws.root)
+        .args(["test", "-q", "-p", crate::LIB, "--lib", "alternating_cores"])
+        .args(["--", "--nocapture"])
+        .stdout()?;
+    let pairs = parse_shared_writes(&out);
+    if pairs.is_empty() {
+        return Err("the test printed no shared-word-writes line".to_string());
+    }
+    Ok(pairs)
+}
+
+pub fn parse_shared_writes(out: &str) -> Vec<SharedWrites> {
+    out.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("shared-word-writes ")?;
+            let mut parts = rest.splitn(4, ' ');
+            let mut number = || parts.next()?.parse::<u64>().ok();
+            let (calls, writes, distinct) = (number()?, number()?, number()?);
+            Some(SharedWrites {
+                name: parts.next()?.to_string(),
+                calls,
+                writes,
+                distinct,
+            })
+        })
+        .collect()
+}

@@ -7,7 +7,10 @@ use super::*;
 /// A plotted line: title, colour, dashed, (size, instructions) points.
 pub type Series = (String, &'static str, bool, Vec<(usize, u64)>);
 
-pub const COLORS: [&str; 5] = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b"];
+/// One colour per column of [`IMPLS`] (the compiler checks the count).
+pub const COLORS: [&str; IMPLS.len()] = [
+    "#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#ff7f0e",
+];
 
 /// Log-log plot of instructions per call against range size (aligned
 /// starts), one panel per CPU model, the minimum dashed.
