@@ -1,7 +1,12 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(not(icache_std), no_std)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// With `one-core` the backends' broadcasts (membarrier, the Mach walk...)
+// stay compiled and type-checked but are never called.
+#![cfg_attr(feature = "one-core", allow(dead_code))]
 
+#[cfg(any(test, icache_backend = "arm_cp15", icache_backend = "arm_m_scb"))]
+mod arm32_cache;
 mod backends;
 mod batch;
 mod context_sync;
@@ -20,7 +25,9 @@ pub use batch::clear_cache_ranges;
 #[cfg(icache_std)]
 pub use batch::{batch, Batch, Publish};
 use error::ApiResult;
-pub use error::{Error, ErrorKind};
+#[allow(unused_imports)] // the backends name it `crate::ErrorKind`
+use error::ErrorKind;
+pub use error::{Error, FailureKind};
 pub use publication::CodeEpoch;
 
 use backends::{Backend, Chosen};
@@ -127,9 +134,30 @@ pub unsafe fn clear_cache_core(ptr: *const c_void, len: usize) -> Result<(), Err
 /// Registration is attempted once per process; its outcome, success or
 /// failure, is cached, so later calls cost one syscall (or none, on
 /// failure). On the BSDs (AArch64, Arm) it returns `Unsupported`.
+///
+/// With the `one-core` feature (the program runs on one core) it makes no
+/// system call and never fails: it runs [`sync_this_thread`] and returns
+/// `Ok` (see [the feature's section](crate#feature-one-core)).
 #[inline]
 pub fn pipeline_flush_mt() -> ApiResult {
+    #[cfg(feature = "one-core")]
+    return one_core_flush();
+    #[cfg(not(feature = "one-core"))]
     error::api(Chosen::pipeline_flush_mt())
+}
+
+/// The pipeline and cross-modifying flushes of a program that runs on one
+/// core. Every other thread can only run on this core after a context
+/// switch, i.e. after this thread's maintenance has completed and the core
+/// has synchronized (the `isb` / `fence.i` at the end of `clear_cache`, and
+/// the one here); the switch itself is an exception return, which is
+/// context synchronizing (Arm `eret`, POWER `rfid`) or serializing (x86
+/// `iret`). So nothing needs broadcasting.
+#[cfg(feature = "one-core")]
+#[inline(always)]
+fn one_core_flush() -> ApiResult {
+    Chosen::sync_this_thread();
+    Ok(())
 }
 
 /// Makes the calling thread's next instruction fetches see every
@@ -204,8 +232,19 @@ pub struct CacheInfo {
 /// value this process has read so far, i.e. what the next [`clear_cache`]
 /// will step by.
 pub fn cache_info() -> CacheInfo {
-    Chosen::cache_info()
+    #[allow(unused_mut)] // changed only with `one-core`
+    let mut info = Chosen::cache_info();
+    #[cfg(feature = "one-core")]
+    {
+        info.pipeline_flush_mechanism = ONE_CORE_FLUSH;
+        info.cross_modify_mechanism = ONE_CORE_FLUSH;
+        info.pipeline_flush_needed = false;
+    }
+    info
 }
+
+#[cfg(feature = "one-core")]
+const ONE_CORE_FLUSH: &str = "sync_this_thread only (one-core feature: no other core to reach)";
 
 /// Makes code coherent that was written through one mapping and will be
 /// executed through another mapping of the same memory (W^X by double
@@ -286,7 +325,13 @@ pub unsafe fn clear_cache_dual(
 /// # Errors
 ///
 /// As for [`pipeline_flush_mt`].
+///
+/// With the `one-core` feature: [`sync_this_thread`] and `Ok`, as for
+/// [`pipeline_flush_mt`].
 pub fn cross_modify_flush_mt() -> ApiResult {
+    #[cfg(feature = "one-core")]
+    return one_core_flush();
+    #[cfg(not(feature = "one-core"))]
     error::api(Chosen::cross_modify_flush_mt())
 }
 
