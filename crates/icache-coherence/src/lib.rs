@@ -16,6 +16,7 @@ mod dispatch;
 #[cfg(test)]
 mod dispatch_tests;
 mod error;
+mod line_sizes;
 mod lines;
 #[cfg(any(test, icache_membarrier))]
 mod membarrier;
@@ -211,10 +212,17 @@ pub struct CacheInfo {
     /// What [`sync_this_thread`] executes, for humans: the reader's step of
     /// [`CodeEpoch`], which works where [`pipeline_flush_mt`] cannot.
     pub sync_this_thread_mechanism: &'static str,
-    /// The data-cache line size the library steps by, where it steps by one
-    /// itself (`None` where the OS does the maintenance or none is needed).
+    /// The data-cache line size: the one the library steps by where it
+    /// steps by lines itself (AArch64 and 32-bit Arm: CTR; POWER: the
+    /// auxiliary vector); where the OS does the maintenance or none is
+    /// needed, the one the platform reports: Apple `hw.cachelinesize`,
+    /// Windows `GetLogicalProcessorInformation` (smallest level-1 data or
+    /// unified line), x86 CPUID leaf 1 (CLFLUSH line size). `None` where
+    /// nothing reports it (the syscall backends, RISC-V, wasm, Miri, s390x).
     pub data_line: Option<usize>,
-    /// The instruction-cache line size the library steps by, likewise.
+    /// The instruction-cache line size, from the same sources (Windows:
+    /// the smallest level-1 instruction or unified line; Apple and x86: the
+    /// one line size they report).
     pub instruction_line: Option<usize>,
     /// Whether the data cache must be cleaned for fetch to see new code
     /// (false on AArch64 with CTR_EL0.IDC, on coherent architectures...).
