@@ -58,6 +58,7 @@ pub unsafe fn clear_cache_ranges(ranges: &[(*const c_void, usize)]) -> crate::Ap
 #[cfg(icache_std)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
 pub enum Publish {
     /// Only the calling thread: the batch ends without a pipeline flush.
     ThisThread,
@@ -69,6 +70,7 @@ pub enum Publish {
 /// it always completes it, so the final barriers cannot be forgotten.
 #[cfg(icache_std)]
 #[derive(Debug)]
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
 pub struct Batch {
     /// `(write, exec, len)`, each validated and non-empty; `write == exec`
     /// for a range added with [`Batch::add`].
@@ -175,6 +177,7 @@ impl Batch {
 /// # }
 /// ```
 #[cfg(icache_std)]
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
 pub fn batch<R, E: From<std::io::Error>>(
     publish: Publish,
     f: impl FnOnce(&mut Batch) -> Result<R, E>,

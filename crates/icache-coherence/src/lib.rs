@@ -345,6 +345,13 @@ pub fn cross_modify_flush_mt() -> ApiResult {
 
 /// RISC-V specific options.
 #[cfg(icache_backend = "riscv_linux")]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(all(
+        any(target_arch = "riscv64", target_arch = "riscv32"),
+        any(target_os = "linux", target_os = "android")
+    )))
+)]
 pub mod riscv {
     /// Opt in to user-space `fence.i` (Linux 6.10+).
     ///
