@@ -56,6 +56,11 @@ use core::ffi::c_void;
 /// SIGSEGV); the syscall backends return `EFAULT` instead. Only the cache
 /// lines that overlap the range are touched.
 ///
+/// On 32-bit Arm bare metal (A and R profiles: `armv7a-none-eabi`, ...) the
+/// caller must run at PL1 or higher: the CP15 maintenance operations are
+/// undefined instructions in User mode. (M profile checks its privilege
+/// itself and returns `PermissionDenied`.)
+///
 /// # Errors
 ///
 /// `InvalidInput` for a wrapping range; on syscall backends the OS error

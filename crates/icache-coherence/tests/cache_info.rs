@@ -3,12 +3,19 @@
 //! size) and Windows (`GetLogicalProcessorInformation`). Apple's
 //! `hw.cachelinesize` is type-checked only (no Apple hardware here).
 
-#![cfg(not(miri))]
+#![cfg(all(
+    not(miri),
+    any(
+        target_arch = "x86",
+        target_arch = "x86_64",
+        windows,
+        target_vendor = "apple"
+    )
+))]
 
 use icache_coherence::cache_info;
 
 #[test]
-#[cfg(any(target_arch = "x86", target_arch = "x86_64", windows))]
 fn the_reported_line_sizes_are_real_line_sizes() {
     let info = cache_info();
     for line in [info.data_line, info.instruction_line] {
