@@ -13,12 +13,16 @@
 //!
 //! Where things live: platform lists in `src/targets.rs`, installation in
 //! `src/setup.rs` (wine in `src/setup/wine.rs`), the matrix in
-//! `src/ci/matrix.rs`, the runner and table in `src/ci.rs`.
+//! `src/ci/matrix.rs`, the runner and table in `src/ci.rs`, the benchmark in
+//! `src/bench.rs` and `src/bench/` (see its module docs), every fact about
+//! the checker in `src/checker.rs`. Every process is started by the one
+//! runner in `src/cmd.rs`, whose timeouts kill the whole process tree.
 //!
 //! Each command is a module with a `main(&Workspace, &[String]) -> Result`;
 //! adding one is a new module plus one line in [`COMMANDS`].
 
 mod bench;
+mod checker;
 mod ci;
 mod cmd;
 mod mutants;
@@ -31,6 +35,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 type Command = fn(&Workspace, &[String]) -> Result;
+
+/// The library's package: what CI tests on every target, mutants copy and
+/// reliability runs.
+pub const LIB: &str = "icache-coherence";
 
 /// Name, entry point and one-line help of every subcommand.
 const COMMANDS: &[(&str, Command, &str)] = &[

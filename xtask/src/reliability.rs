@@ -16,11 +16,11 @@
 //! passes the qemu command line.
 
 use crate::cmd::{Cmd, Result};
-use crate::targets::{AARCH64_CPUS, CHECKER_TARGET};
+use crate::targets::{self, AARCH64_CPUS, CHECKER_TARGET, DEFAULT_CPU};
 use crate::Workspace;
+use crate::{checker, LIB};
 use std::path::PathBuf;
 
-const LIB: &str = "icache-coherence";
 const SANDBOX_MODES: [&str; 3] = ["enosys", "eperm", "einval-sync-core"];
 
 pub fn main(ws: &Workspace, args: &[String]) -> Result {
@@ -56,7 +56,7 @@ fn soak(ws: &Workspace) -> Result {
 fn sandbox(ws: &Workspace, target: &str) -> Result {
     let host = test_binary(ws, None, "sandbox")?;
     let guest = test_binary(ws, Some(target), "sandbox")?;
-    let runner = runner(ws, target)?;
+    let runner = targets::runner(ws, target)?;
     for mode in SANDBOX_MODES {
         let exec = format!(
             "{} {} --ignored --exact sandbox_child --nocapture",
@@ -82,7 +82,7 @@ fn race(ws: &Workspace, target: &str, processes: &str) -> Result {
     let guest = test_binary(ws, Some(target), "first_call_race")?;
     let exec = format!(
         "{} {} --ignored --exact first_call_race_child --nocapture",
-        runner(ws, target)?.join(" "),
+        targets::runner(ws, target)?.join(" "),
         guest.display()
     );
     qemu_env(Cmd::new(&host.display().to_string()), target)
@@ -97,19 +97,8 @@ fn race(ws: &Workspace, target: &str, processes: &str) -> Result {
 }
 
 fn long_run(ws: &Workspace, cpu: &str, publishes: &str) -> Result {
-    let checker = ws.target_dir.join("release").join("icache-check");
-    Cmd::new("cargo")
-        .dir(&ws.root)
-        .args(["build", "-p", "icache-check", "--release"])
-        .run()?;
-    let var = CHECKER_TARGET.to_uppercase().replace('-', "_");
-    Cmd::new("cargo")
-        .dir(&ws.root)
-        .env(
-            &format!("CARGO_TARGET_{var}_RUNNER"),
-            format!("{} --cpu {cpu} --", checker.display()),
-        )
-        .env("QEMU_CPU", cpu)
+    checker::build(ws).run()?;
+    checker::runner_env(Cmd::new("cargo").dir(&ws.root), ws, cpu)
         .env("ICACHE_LONG_RUN_PUBLISHES", publishes)
         .args([
             "test",
@@ -128,7 +117,7 @@ fn long_run(ws: &Workspace, cpu: &str, publishes: &str) -> Result {
 /// model name in QEMU_CPU makes the other qemu binaries refuse to start).
 fn qemu_env(cmd: Cmd, target: &str) -> Cmd {
     if target.starts_with("aarch64") {
-        cmd.env("QEMU_CPU", AARCH64_CPUS[0])
+        cmd.env("QEMU_CPU", DEFAULT_CPU)
     } else {
         cmd.env_remove("QEMU_CPU")
     }
@@ -164,56 +153,9 @@ fn executable(line: &str) -> Option<String> {
     Some(rest[..end].replace(r"\\", r"\"))
 }
 
-/// The qemu runner of `target`, read from `.cargo/config.toml` so that the
-/// command line has one source of truth.
-fn runner(ws: &Workspace, target: &str) -> Result<Vec<String>> {
-    let path = ws.root.join(".cargo").join("config.toml");
-    let config = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    parse_runner(&config, target)
-        .ok_or_else(|| format!("no runner for {target} in {}", path.display()))
-}
-
-fn parse_runner(config: &str, target: &str) -> Option<Vec<String>> {
-    let header = format!("[target.{target}]");
-    let section = config.split(&header).nth(1)?;
-    let section = section.split("\n[").next()?;
-    let line = section
-        .lines()
-        .find(|l| l.trim_start().starts_with("runner"))?;
-    let list = line.split_once('[')?.1.rsplit_once(']')?.0;
-    Some(
-        list.split(',')
-            .map(|s| s.trim().trim_matches('"').to_string())
-            .filter(|s| !s.is_empty())
-            .collect(),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn runner_is_read_from_the_target_section() {
-        let config = "[target.a]\nlinker = \"x\"\nrunner = [\"qemu-a\", \"-L\", \"/usr/a\"]\n\n\
-                      [target.b]\nrunner = [\"qemu-b\"]\n";
-        assert_eq!(
-            parse_runner(config, "a").unwrap(),
-            ["qemu-a", "-L", "/usr/a"]
-        );
-        assert_eq!(parse_runner(config, "b").unwrap(), ["qemu-b"]);
-        assert_eq!(parse_runner(config, "c"), None);
-    }
-
-    #[test]
-    fn every_qemu_target_has_a_runner_in_the_real_config() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let config = std::fs::read_to_string(root.join(".cargo/config.toml")).unwrap();
-        for (target, _) in crate::targets::QEMU_LINUX {
-            let r = parse_runner(&config, target).unwrap_or_else(|| panic!("{target}"));
-            assert!(r[0].starts_with("qemu-"), "{target}: {r:?}");
-        }
-    }
 
     #[test]
     fn executable_is_found_in_a_cargo_message() {

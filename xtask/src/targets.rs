@@ -4,6 +4,11 @@
 //! `.cargo/config.toml` carries the linker and qemu runner of every target in
 //! [`QEMU_LINUX`] and [`WINE`]. Adding a qemu target means one line here plus
 //! its `[target.<triple>]` section there (and its Debian cross packages below).
+//! The runners and linkers themselves are read from there ([`runner`],
+//! [`linker`]), never restated here.
+
+use crate::cmd::Result;
+use crate::Workspace;
 
 /// Linux targets whose tests run under qemu-user, through the runners in
 /// `.cargo/config.toml`. The second field lists the `QEMU_CPU` models to run
@@ -22,6 +27,10 @@ pub const QEMU_LINUX: &[(&str, &[&str])] = &[
 /// The aarch64 CPU models tests run with, both under plain qemu and under the
 /// coherence checker.
 pub const AARCH64_CPUS: &[&str] = &["cortex-a72", "a64fx"];
+
+/// The model used where one run is enough (mutants, the long run, the
+/// race, the sandbox): the first of [`AARCH64_CPUS`].
+pub const DEFAULT_CPU: &str = AARCH64_CPUS[0];
 
 /// The aarch64 target that the coherence checker (crates/icache-check) runs.
 pub const CHECKER_TARGET: &str = "aarch64-unknown-linux-gnu";
@@ -145,6 +154,73 @@ pub const STABLE_COMPONENTS: &[&str] = &["rustfmt", "clippy"];
 /// Nightly components: `-Zbuild-std` needs `rust-src`, and Miri.
 pub const NIGHTLY_COMPONENTS: &[&str] = &["rust-src", "miri"];
 
+/// The environment variable through which cargo takes `key` (`RUNNER`,
+/// `LINKER`) for `target`: `CARGO_TARGET_<TRIPLE>_<KEY>`.
+pub fn cargo_target_var(target: &str, key: &str) -> String {
+    format!(
+        "CARGO_TARGET_{}_{key}",
+        target.to_uppercase().replace(['-', '.'], "_")
+    )
+}
+
+/// The qemu runner of `target` (`qemu-aarch64 -L /usr/aarch64-linux-gnu`),
+/// read from `.cargo/config.toml`, so that the qemu command line has one
+/// source of truth.
+pub fn runner(ws: &Workspace, target: &str) -> Result<Vec<String>> {
+    let config = cargo_config(ws)?;
+    parse_list(&config, target, "runner")
+        .ok_or_else(|| format!("no runner for {target} in .cargo/config.toml"))
+}
+
+/// The linker of `target`, read from `.cargo/config.toml`.
+pub fn linker(ws: &Workspace, target: &str) -> Result<String> {
+    let config = cargo_config(ws)?;
+    parse_list(&config, target, "linker")
+        .and_then(|l| l.into_iter().next())
+        .ok_or_else(|| format!("no linker for {target} in .cargo/config.toml"))
+}
+
+/// The cross C library's root, the `-L` argument of `target`'s runner
+/// (`QEMU_LD_PREFIX` for a qemu started by other means).
+pub fn sysroot(ws: &Workspace, target: &str) -> Result<String> {
+    let runner = runner(ws, target)?;
+    runner
+        .iter()
+        .skip_while(|a| *a != "-L")
+        .nth(1)
+        .cloned()
+        .ok_or_else(|| format!("{target}'s runner has no -L <sysroot>"))
+}
+
+fn cargo_config(ws: &Workspace) -> Result<String> {
+    let path = ws.root.join(".cargo").join("config.toml");
+    std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The value of `key` in `[target.<target>]`: a string, or a list of
+/// strings, as a list.
+fn parse_list(config: &str, target: &str, key: &str) -> Option<Vec<String>> {
+    let header = format!("[target.{target}]");
+    let section = config.split(&header).nth(1)?;
+    let section = section.split("\n[").next()?;
+    let line = section.lines().find(|l| {
+        l.trim_start()
+            .strip_prefix(key)
+            .is_some_and(|r| r.trim_start().starts_with('='))
+    })?;
+    let value = line.split_once('=')?.1.trim();
+    let list = match value.strip_prefix('[') {
+        Some(v) => v.rsplit_once(']')?.0,
+        None => value,
+    };
+    Some(
+        list.split(',')
+            .map(|s| s.trim().trim_matches('"').to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +271,38 @@ mod tests {
                 "{package} is not installed by setup"
             );
         }
+    }
+
+    #[test]
+    fn runner_and_linker_are_read_from_the_target_section() {
+        let config =
+            "[target.a]\nlinker = \"x-gcc\"\nrunner = [\"qemu-a\", \"-L\", \"/usr/a\"]\n\n\
+                      [target.b]\nrunner = [\"qemu-b\"]\n";
+        assert_eq!(
+            parse_list(config, "a", "runner").unwrap(),
+            ["qemu-a", "-L", "/usr/a"]
+        );
+        assert_eq!(parse_list(config, "a", "linker").unwrap(), ["x-gcc"]);
+        assert_eq!(parse_list(config, "b", "runner").unwrap(), ["qemu-b"]);
+        assert_eq!(parse_list(config, "b", "linker"), None);
+        assert_eq!(parse_list(config, "c", "runner"), None);
+    }
+
+    #[test]
+    fn every_qemu_target_has_a_qemu_runner_in_the_real_config() {
+        let config = config_toml();
+        for (target, _) in QEMU_LINUX {
+            let r = parse_list(&config, target, "runner").unwrap_or_else(|| panic!("{target}"));
+            assert!(r[0].starts_with("qemu-"), "{target}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn cargo_target_variables_are_spelt_as_cargo_reads_them() {
+        assert_eq!(
+            cargo_target_var(CHECKER_TARGET, "RUNNER"),
+            "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER"
+        );
     }
 
     #[test]

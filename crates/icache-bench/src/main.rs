@@ -77,6 +77,15 @@ unsafe fn ours(ptr: *const c_void, len: usize) {
     let _ = unsafe { icache_coherence::clear_cache(ptr, len) };
 }
 
+/// The same call from a caller that `.unwrap()`s the result, as
+/// cranelift-jit `.expect()`s it: the panic path takes the error's address,
+/// which is what makes a caller build a stack frame.
+#[inline(never)]
+unsafe fn ours_unwrap(ptr: *const c_void, len: usize) {
+    // SAFETY: the caller passes a mapped range.
+    unsafe { icache_coherence::clear_cache(ptr, len) }.unwrap();
+}
+
 #[inline(never)]
 unsafe fn libgcc(ptr: *const c_void, len: usize) {
     let start = ptr.cast_mut().cast::<c_char>();
@@ -135,6 +144,7 @@ pub unsafe fn empty_host(_ptr: *const c_void, _len: usize) -> std::io::Result<()
 const IMPLS: &[(&str, Impl)] = &[
     ("empty", empty),
     ("icache-coherence", ours),
+    ("icache-coherence-unwrap", ours_unwrap),
     ("libgcc", libgcc),
     ("clear-cache", clear_cache_crate),
     #[cfg(feature = "wasmtime-newest")]

@@ -32,6 +32,8 @@ pub enum Insn {
     IcIalluis,
     /// `dsb` with the given option.
     Dsb(DsbOption),
+    /// `dmb` with the given option (the same `CRm` encoding as `dsb`).
+    Dmb(DsbOption),
     /// `isb` (every option value behaves as `SY`, C6.2.113).
     Isb,
     /// `svc #imm`: a system call.
@@ -71,6 +73,12 @@ impl DsbOption {
         let types = self.0 & 0b11;
         types == 0b11 && domain != 0b01
     }
+
+    /// Whether a `dmb` with this option orders earlier stores before later
+    /// ones beyond this core: `ST` or full, any domain but `nsh`.
+    pub fn orders_stores(self) -> bool {
+        self.0 & 0b10 != 0 && self.0 >> 2 != 0b01
+    }
 }
 
 // SYS #op1, Cn, Cm, #op2, Xt is 1101_0101_0000_1 op1 CRn CRm op2 Rt (C6.2.317).
@@ -80,6 +88,8 @@ const SYS_BITS: u32 = 0xd508_0000;
 const BARRIER_MASK: u32 = 0xffff_f0ff;
 const DSB_BITS: u32 = 0xd503_309f;
 const ISB_BITS: u32 = 0xd503_30df;
+// DMB has op2 = 101 (C6.2.81).
+const DMB_BITS: u32 = 0xd503_30bf;
 // SVC is 1101_0100_000 imm16 000_01 (C6.2.365).
 const SVC_MASK: u32 = 0xffe0_001f;
 const SVC_BITS: u32 = 0xd400_0001;
@@ -116,6 +126,9 @@ pub fn decode(word: u32) -> Insn {
     if word & BARRIER_MASK == ISB_BITS {
         return Insn::Isb;
     }
+    if word & BARRIER_MASK == DMB_BITS {
+        return Insn::Dmb(DsbOption(((word >> 8) & 0xf) as u8));
+    }
     if word & SVC_MASK == SVC_BITS {
         return Insn::Svc;
     }
@@ -135,6 +148,23 @@ pub fn is_sp_based_memory_access(word: u32) -> bool {
     // so excluding them costs nothing and keeps the test exact.
     let literal = (word >> 27) & 0b111 == 0b011 && (word >> 24) & 1 == 0;
     load_store_group && !literal && (word >> 5) & 0x1f == 31
+}
+
+/// Whether `word` is one of the instructions the Arm ARM allows one thread to
+/// replace while another executes it, with the other thread running either
+/// the old or the new one (DDI 0487, B2.2.5 "Concurrent modification and
+/// execution of instructions"): `B`, `BL`, `NOP`, `BRK`, `SVC`, `HVC`,
+/// `SMC` and `ISB`. Encodings from C6.2 (`B` 000101 imm26, `BL` 100101
+/// imm26, the exception-generating group 11010100 opc imm16 000 LL, the
+/// hint `NOP` and the barrier `ISB` with any option).
+pub fn is_concurrently_modifiable(word: u32) -> bool {
+    let branch = word & 0x7c00_0000 == 0x1400_0000; // B and BL
+    let exception = word & 0xffe0_001f;
+    let svc_hvc_smc = matches!(exception, 0xd400_0001..=0xd400_0003);
+    let brk = exception == 0xd420_0000;
+    let nop = word == 0xd503_201f;
+    let isb = word & BARRIER_MASK == ISB_BITS;
+    branch || svc_hvc_smc || brk || nop || isb
 }
 
 impl Insn {
@@ -205,6 +235,8 @@ mod tests {
         assert_eq!(decode(0xd503_3f9f), Insn::Dsb(DsbOption(0b1111))); // dsb sy
         assert_eq!(decode(0xd503_3a9f), Insn::Dsb(DsbOption(0b1010))); // dsb ishst
         assert_eq!(decode(0xd503_3fdf), Insn::Isb);
+        assert_eq!(decode(0xd503_3bbf), Insn::Dmb(DsbOption(0b1011))); // dmb ish
+        assert_eq!(decode(0xd503_3abf), Insn::Dmb(DsbOption(0b1010))); // dmb ishst
         assert_eq!(decode(0xd400_0001), Insn::Svc);
         assert_eq!(decode(0xd400_1001), Insn::Svc); // svc #0x80
     }
@@ -214,7 +246,6 @@ mod tests {
         let others = [
             0xd503_309f, // ssbb
             0xd503_349f, // pssbb
-            0xd503_3bbf, // dmb ish
             0xd503_201f, // nop
             0xd50b_7420, // dc zva, x0
             0xd508_7620, // dc ivac, x0 (invalidate only, not a clean)
@@ -267,6 +298,12 @@ mod tests {
         for crm in no {
             assert!(!DsbOption(crm).completes_maintenance(), "{crm:#06b}");
         }
+        for crm in [0b1011, 0b1010, 0b1111, 0b1110, 0b0011] {
+            assert!(DsbOption(crm).orders_stores(), "{crm:#06b}");
+        }
+        for crm in [0b1001, 0b0111, 0b0110, 0b0001] {
+            assert!(!DsbOption(crm).orders_stores(), "{crm:#06b}");
+        }
     }
 
     #[test]
@@ -275,5 +312,36 @@ mod tests {
         assert_eq!(decode(0xd50b_7522).address_register(), Some(2));
         assert_eq!(decode(0xd508_751f).address_register(), None);
         assert_eq!(decode(0xd503_3b9f).address_register(), None);
+    }
+
+    #[test]
+    fn the_concurrently_modifiable_list_is_recognized() {
+        let listed = [
+            0x1400_0002, // b .+8
+            0x17ff_ffff, // b .-4
+            0x9400_0010, // bl
+            0xd503_201f, // nop
+            0xd420_0000, // brk #0
+            0xd400_0001, // svc #0
+            0xd400_0002, // hvc #0
+            0xd400_0003, // smc #0
+            0xd503_3fdf, // isb
+        ];
+        for word in listed {
+            assert!(is_concurrently_modifiable(word), "{word:#010x}");
+        }
+        let others = [
+            0x5280_0020, // mov w0, #1
+            0x5400_0040, // b.eq .+8 (conditional: not on the list)
+            0xd61f_0200, // br x16
+            0xd65f_03c0, // ret
+            0xd503_203f, // yield
+            0xd503_3f9f, // dsb sy
+            0xd400_0000, // undefined (LL = 00)
+            0xd440_0000, // hlt #0
+        ];
+        for word in others {
+            assert!(!is_concurrently_modifiable(word), "{word:#010x}");
+        }
     }
 }

@@ -7,9 +7,14 @@
 //! ([`model`]) and reports each execution of guest-written code that is not
 //! yet coherent for the executing vCPU.
 //!
+//! * [`config`]: the cache geometry checked against, and CTR_EL0 decoding.
 //! * [`decode`]: which A64 words are cache maintenance, barriers or `svc`.
 //! * [`model`]: the rules, as pure Rust driven by events.
 //! * [`shadow`]: the lock-free per-word store record the model reads.
+//! * [`plugin_args`]: the runner-to-plugin argument string, both directions.
+//! * [`summary`]: the summary line, its formatter and its parser.
+//! * [`EXIT_VIOLATIONS`], [`EXIT_CHECKER_FAILED`]: the runner's own exit
+//!   statuses.
 //! * `plugin` (not in the docs' public API): the QEMU glue, built only into
 //!   the `cdylib`.
 //!
@@ -21,9 +26,20 @@
 
 #![deny(missing_docs)]
 
+// `config`, `exit_status`, `plugin_args` and `summary` are also compiled
+// into the runner binary and the integration tests with `#[path]`: linking
+// this crate's rlib into an executable would drag in the plugin's
+// `#[no_mangle]` entry points and their references to symbols that only QEMU
+// provides. They depend on nothing but each other and `std`.
+pub mod config;
 pub mod decode;
+mod exit_status;
 pub mod model;
+pub mod plugin_args;
 pub mod shadow;
+pub mod summary;
+
+pub use exit_status::{EXIT_CHECKER_FAILED, EXIT_VIOLATIONS};
 
 /// The model against a brute-force reference on random event sequences.
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! icache-check plugin and exits non-zero when the plugin saw a violation.
 //!
 //! ```text
-//! icache-check [--cpu MODEL] [--idc] [--dic] [--plugin PATH] -- PROGRAM [ARGS...]
+//! icache-check [--cpu MODEL] [--idc] [--dic] [--fail-on CLASSES] [--plugin PATH] -- PROGRAM [ARGS...]
 //! ```
 //!
 //! It works as a cargo runner, because cargo appends the program and its
@@ -19,6 +19,23 @@
 //! except [`EXIT_VIOLATIONS`] when the plugin reported any violation and
 //! [`EXIT_CHECKER_FAILED`] when the checker itself could not do its job.
 
+// The checker's library files, compiled in rather than linked: the library's
+// rlib carries the plugin's entry points, which need symbols only QEMU has.
+// The plugin uses the parts the runner does not (`PluginArgs::parse`).
+#[allow(dead_code)]
+mod config;
+#[allow(dead_code)]
+mod exit_status;
+#[allow(dead_code)]
+mod plugin_args;
+#[allow(dead_code)]
+mod summary;
+
+use config::Config;
+use exit_status::{EXIT_CHECKER_FAILED, EXIT_VIOLATIONS};
+use plugin_args::PluginArgs;
+use summary::{Class, ClassCounts, Counts, PREFIX};
+
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -26,32 +43,33 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-/// Exit status when the plugin reported at least one violation. 86 is unused by
-/// common tools and far from the 128 + signal range.
-pub const EXIT_VIOLATIONS: u8 = 86;
-/// Exit status when the checker could not run or could not trust its own
-/// results (bad usage, QEMU missing, plugin not loaded, register self-check
-/// failed).
-pub const EXIT_CHECKER_FAILED: u8 = 87;
-
 /// CTR_EL0 as QEMU 7.2's `qemu-aarch64 -cpu MODEL` reports it to the guest,
 /// measured with a program that prints `mrs x0, ctr_el0` for each model in
 /// `qemu-aarch64 -cpu help`. None sets IDC (bit 28) or DIC (bit 29).
-const CPU_MODELS: &[(&str, u64)] = &[
-    ("a64fx", 0x8666_8006),
-    ("cortex-a35", 0x8444_8004),
-    ("cortex-a53", 0x8444_8004),
-    ("cortex-a57", 0x8444_c004),
-    ("cortex-a72", 0x8444_c004),
-    ("cortex-a76", 0x8444_c004),
-    ("max", 0x8003_8003),
-    ("neoverse-n1", 0x8444_c004),
+///
+/// The third column is what the runner passes to `-cpu`. QEMU 7.2 gives
+/// plugins no memory callback for SVE and SME stores, and glibc picks an SVE
+/// `memcpy` when the CPU has SVE, so code copied with `memcpy` would be
+/// invisible. The runner therefore turns SVE (and, on `max`, SME) off; glibc
+/// then uses its plain `memcpy`, and a program that uses SVE itself gets
+/// SIGILL instead of passing unchecked. `a64fx` has no `sme` property.
+const CPU_MODELS: &[(&str, u64, &str)] = &[
+    ("a64fx", 0x8666_8006, "a64fx,sve=off"),
+    ("cortex-a35", 0x8444_8004, "cortex-a35"),
+    ("cortex-a53", 0x8444_8004, "cortex-a53"),
+    ("cortex-a57", 0x8444_c004, "cortex-a57"),
+    ("cortex-a72", 0x8444_c004, "cortex-a72"),
+    ("cortex-a76", 0x8444_c004, "cortex-a76"),
+    ("max", 0x8003_8003, "max,sve=off,sme=off"),
+    ("neoverse-n1", 0x8444_c004, "neoverse-n1"),
 ];
 
 const DEFAULT_CPU: &str = "cortex-a72";
 const DEFAULT_LD_PREFIX: &str = "/usr/aarch64-linux-gnu";
-const USAGE: &str =
-    "usage: icache-check [--cpu MODEL] [--idc] [--dic] [--plugin PATH] -- PROGRAM [ARGS...]";
+const USAGE: &str = "usage: icache-check [--cpu MODEL] [--idc] [--dic] [--fail-on CLASSES] \
+                     [--plugin PATH] -- PROGRAM [ARGS...]\n\
+                     CLASSES: comma-separated, from maintenance, sync, patch-site \
+                     (default maintenance,sync)";
 
 /// The parsed command line.
 #[derive(Debug, PartialEq, Eq)]
@@ -60,7 +78,21 @@ struct Options {
     idc: bool,
     dic: bool,
     plugin: Option<PathBuf>,
+    /// The report classes that make the runner exit with [`EXIT_VIOLATIONS`].
+    fail_on: Vec<Class>,
     program: Vec<OsString>,
+}
+
+/// Parses `--fail-on`'s list of class names.
+fn parse_classes(list: &str) -> Result<Vec<Class>, String> {
+    list.split(',')
+        .map(|name| {
+            Class::from_name(name.trim()).ok_or_else(|| {
+                let known: Vec<&str> = Class::ALL.iter().map(|c| c.name()).collect();
+                format!("unknown report class {name}; known: {}", known.join(", "))
+            })
+        })
+        .collect()
 }
 
 /// Parses the command line. Without `--cpu`, the model is `default_cpu`
@@ -74,6 +106,10 @@ fn parse_args(
         idc: false,
         dic: false,
         plugin: None,
+        fail_on: Class::ALL
+            .into_iter()
+            .filter(|c| c.fails_by_default())
+            .collect(),
         program: Vec::new(),
     };
     let mut args = args.into_iter();
@@ -93,6 +129,9 @@ fn parse_args(
             t if t == "--cpu" || t.starts_with("--cpu=") => {
                 opts.cpu = value("--cpu")?.to_string_lossy().into_owned();
             }
+            t if t == "--fail-on" || t.starts_with("--fail-on=") => {
+                opts.fail_on = parse_classes(&value("--fail-on")?.to_string_lossy())?;
+            }
             t if t == "--plugin" || t.starts_with("--plugin=") => {
                 opts.plugin = Some(value("--plugin")?.into());
             }
@@ -110,26 +149,26 @@ fn parse_args(
     Ok(opts)
 }
 
-/// The plugin argument string for a CPU model, or an error naming the known
-/// models.
-fn plugin_args(cpu: &str, idc: bool, dic: bool) -> Result<String, String> {
-    let Some(&(_, ctr)) = CPU_MODELS.iter().find(|(name, _)| *name == cpu) else {
-        let known: Vec<&str> = CPU_MODELS.iter().map(|(n, _)| *n).collect();
+/// The plugin arguments and QEMU's `-cpu` value for a CPU model, or an error
+/// naming the known models. `--idc` / `--dic` set the bits the model's
+/// CTR_EL0 leaves clear.
+fn plugin_args(cpu: &str, idc: bool, dic: bool) -> Result<(PluginArgs, &'static str), String> {
+    let Some(&(_, ctr, qemu_cpu)) = CPU_MODELS.iter().find(|(name, _, _)| *name == cpu) else {
+        let known: Vec<&str> = CPU_MODELS.iter().map(|(n, _, _)| *n).collect();
         return Err(format!(
             "unknown CPU model {cpu}; known: {}",
             known.join(", ")
         ));
     };
-    let dline = 4u64 << ((ctr >> 16) & 0xf);
-    let iline = 4u64 << (ctr & 0xf);
-    let idc = idc || ctr & (1 << 28) != 0;
-    let dic = dic || ctr & (1 << 29) != 0;
-    let onoff = |b: bool| if b { "on" } else { "off" };
-    Ok(format!(
-        "dline={dline},iline={iline},idc={},dic={}",
-        onoff(idc),
-        onoff(dic)
-    ))
+    let cfg = Config::from_ctr_el0(ctr);
+    let args = PluginArgs {
+        config: Config {
+            idc: idc || cfg.idc,
+            dic: dic || cfg.dic,
+            ..cfg
+        },
+    };
+    Ok((args, qemu_cpu))
 }
 
 /// What the plugin's log says.
@@ -139,6 +178,8 @@ struct Report {
     summaries: u64,
     /// Sum of the violation counts of all summaries.
     violations: u64,
+    /// Sum of the per-class counts of all class lines.
+    classes: ClassCounts,
     /// The plugin printed an `icache-check: error:` line.
     error: bool,
 }
@@ -146,20 +187,15 @@ struct Report {
 fn parse_log(log: &str) -> Report {
     let mut report = Report::default();
     for line in log.lines() {
-        if line.starts_with("icache-check: error:") {
+        if line.starts_with(&format!("{PREFIX}error:")) {
             report.error = true;
         }
-        let Some(rest) = line.strip_prefix("icache-check: ") else {
-            continue;
-        };
-        let Some((n, tail)) = rest.split_once(" violations, ") else {
-            continue;
-        };
-        if let (Ok(n), true) = (n.parse::<u64>(), tail.ends_with(" vCPUs")) {
+        if let Some(c) = Counts::parse_line(line) {
             report.summaries += 1;
-            report.violations += n;
+            report.violations += c.violations;
         }
     }
+    report.classes = ClassCounts::sum_in(log);
     report
 }
 
@@ -180,7 +216,7 @@ fn main() -> ExitCode {
         Ok(o) => o,
         Err(e) => return fail(&e),
     };
-    let pargs = match plugin_args(&opts.cpu, opts.idc, opts.dic) {
+    let (pargs, qemu_cpu) = match plugin_args(&opts.cpu, opts.idc, opts.dic) {
         Ok(a) => a,
         Err(e) => return fail(&e),
     };
@@ -202,12 +238,11 @@ fn main() -> ExitCode {
         .unwrap_or(0);
     let log_path =
         std::env::temp_dir().join(format!("icache-check-{}-{nanos}.log", std::process::id()));
-    let mut plugin_arg = OsString::from(plugin.as_os_str());
-    plugin_arg.push(format!(",{pargs}"));
+    let plugin_arg = pargs.plugin_option(&plugin);
 
     let status = Command::new(&qemu)
         .arg("-cpu")
-        .arg(&opts.cpu)
+        .arg(qemu_cpu)
         .arg("-L")
         .arg(&ld_prefix)
         .arg("-plugin")
@@ -240,15 +275,33 @@ fn main() -> ExitCode {
     if report.error {
         return ExitCode::from(EXIT_CHECKER_FAILED);
     }
-    if report.violations > 0 {
+    let failing: u64 = opts.fail_on.iter().map(|&c| report.classes.get(c)).sum();
+    // Every violation is in a class; a plugin that printed no class line
+    // cannot be filtered, so its violations all count.
+    let classified: u64 = Class::ALL
+        .into_iter()
+        .filter(|c| c.fails_by_default())
+        .map(|c| report.classes.get(c))
+        .sum();
+    let failing = if classified == report.violations {
+        failing
+    } else {
+        report.violations
+    };
+    if failing > 0 {
         let mut msg = String::new();
         let _ = write!(
             msg,
-            "icache-check: {} violation(s): exiting with {EXIT_VIOLATIONS} (the program's own status was {program_code})",
-            report.violations
+            "icache-check: {failing} violation(s): exiting with {EXIT_VIOLATIONS} (the program's own status was {program_code})",
         );
         eprintln!("{msg}");
         return ExitCode::from(EXIT_VIOLATIONS);
+    }
+    if report.violations > 0 {
+        eprintln!(
+            "icache-check: {} violation(s), none in the classes chosen by --fail-on: not failing",
+            report.violations
+        );
     }
     if report.summaries == 0 && program_code == 0 {
         return fail("the plugin printed no summary; did QEMU load it?");
@@ -299,6 +352,18 @@ mod tests {
     }
 
     #[test]
+    fn fail_on_defaults_to_the_violation_classes_and_parses_a_list() {
+        let o = parse_args2(args("-- a")).unwrap();
+        assert_eq!(o.fail_on, [Class::Maintenance, Class::Sync]);
+        let o = parse_args2(args("--fail-on maintenance -- a")).unwrap();
+        assert_eq!(o.fail_on, [Class::Maintenance]);
+        let o = parse_args2(args("--fail-on=sync,patch-site -- a")).unwrap();
+        assert_eq!(o.fail_on, [Class::Sync, Class::PatchSite]);
+        let e = parse_args2(args("--fail-on stale -- a")).unwrap_err();
+        assert!(e.contains("maintenance, sync, patch-site"), "{e}");
+    }
+
+    #[test]
     fn missing_program_and_unknown_options_are_errors() {
         assert!(parse_args2(args("--cpu max --")).is_err());
         assert!(parse_args2(args("--frobnicate -- a")).is_err());
@@ -307,15 +372,31 @@ mod tests {
 
     #[test]
     fn cpu_models_give_their_line_sizes() {
+        let text = |cpu, idc, dic| plugin_args(cpu, idc, dic).unwrap().0.to_string();
         let want = "dline=64,iline=64,idc=off,dic=off";
-        assert_eq!(plugin_args("cortex-a72", false, false).unwrap(), want);
+        assert_eq!(text("cortex-a72", false, false), want);
         let want = "dline=256,iline=256,idc=off,dic=off";
-        assert_eq!(plugin_args("a64fx", false, false).unwrap(), want);
+        assert_eq!(text("a64fx", false, false), want);
         let want = "dline=32,iline=32,idc=on,dic=on";
-        assert_eq!(plugin_args("max", true, true).unwrap(), want);
+        assert_eq!(text("max", true, true), want);
         assert!(plugin_args("cortex-a99", false, false)
             .unwrap_err()
             .contains("cortex-a72"));
+    }
+
+    #[test]
+    fn sve_and_sme_are_off_in_every_model_that_has_them() {
+        // QEMU 7.2: a64fx and max have SVE, max also SME (HWCAP/HWCAP2).
+        assert_eq!(
+            plugin_args("a64fx", false, false).unwrap().1,
+            "a64fx,sve=off"
+        );
+        let max = plugin_args("max", false, false).unwrap().1;
+        assert_eq!(max, "max,sve=off,sme=off");
+        assert_eq!(
+            plugin_args("cortex-a72", false, false).unwrap().1,
+            "cortex-a72"
+        );
     }
 
     #[test]

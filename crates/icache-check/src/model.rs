@@ -39,6 +39,38 @@
 //!    stored by the guest and are not yet coherent for the executing vCPU.
 //!    Bytes the guest never stored (the loader's or kernel's code) are
 //!    coherent.
+//! 7. Ordering through a `dmb` (catalogue `aarch64-ifetch`:
+//!    MP.RF+dc.cvau-dmb.ish+dsb.ish-ic.ivau-dsb.ish-isb and
+//!    MP.RF+dc-dmb+addr-ic-dsb-isb Forbidden; with IDC,
+//!    IDC1.MP.RF+dmb.st+dsb.ish-ic.ivau-dsb.ish-isb Forbidden; with IDC and
+//!    DIC, DIC1.MP.RF+dmb.st+ctrlisb Forbidden). A `dc` by V followed by a
+//!    full `dmb` (`ish`, `osh`, `sy`) of V is ordered before V's later
+//!    stores. Another vCPU W that runs a completing `dsb` or an `ic` after
+//!    one of those stores may have read it, and then the clean completes at
+//!    W's next `dsb` and counts as a clean for W's `ic`s meanwhile. With IDC,
+//!    V's stores before a `dmb` that orders stores (`ishst` too) count as
+//!    cleaned at such a `dsb` or `ic` of W; with IDC and DIC also at W's
+//!    `isb`. The checker does not see which loads read which stores, so it
+//!    takes "ran after one of those stores" for "read it": a W that ran its
+//!    maintenance at that moment without reading the flag is not reported.
+//! 8. A return from a system call that real arm64 Linux serves from the vDSO
+//!    (`clock_gettime`, `clock_getres`, `gettimeofday`) is not a context
+//!    synchronization event, although QEMU 7.2 makes it a real system call.
+//! 9. Fetches are ordered in program order after a fetch that read a store
+//!    (catalogue: MP-inst+dc.cvau-dsb.ish-ic.vau-dsb.ish Forbidden, herd's
+//!    jit_example). When vCPU W executes the data of store S by V, every
+//!    invalidation completed by V's last completing `dsb` before S counts as
+//!    context-synchronized for W from then on. "Completed by" is taken as
+//!    "completed no later than, in the emulator's order", which also covers
+//!    invalidations another vCPU completed before that `dsb`.
+//! 10. Patch sites (Arm ARM B2.2.5): when another vCPU's store replaced an
+//!     instruction of the list `B`, `BL`, `NOP`, `BRK`, `SVC`, `HVC`, `SMC`,
+//!     `ISB` by another of the list, an execution that is not yet coherent may
+//!     run the old or the new one. It is reported as an allowed patch-site
+//!     race ([`Class::PatchSite`]), not a violation. The old instruction is
+//!     the one last executed from that word while it was coherent; a word
+//!     never executed before has no known old instruction and gets no
+//!     exemption.
 //!
 //! # Refinements
 //!
@@ -51,14 +83,19 @@
 //! * `munmap`, `mremap` and `mmap` replace the pages they cover with memory the
 //!   kernel provides, so the model forgets the guest's stores there.
 
+mod ordering;
+mod violation;
+
 use std::collections::HashSet;
-use std::fmt;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::Arc;
 
-use crate::decode::{DsbOption, Insn};
+pub use crate::config::Config;
+use crate::decode::{is_concurrently_modifiable, DsbOption, Insn};
 pub use crate::shadow::PAGE_SIZE;
 use crate::shadow::{id_count, id_vcpu, MaintWord, Shadow, WORDS};
+pub use crate::summary::{Class, ClassCounts, Counts};
+pub use violation::{Missing, Violation};
 
 /// aarch64 Linux system call numbers the model reacts to
 /// (`include/uapi/asm-generic/unistd.h`).
@@ -73,119 +110,18 @@ pub mod sysno {
     pub const MEMBARRIER: i64 = 283;
     /// `MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE` (`include/uapi/linux/membarrier.h`).
     pub const MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE: u64 = 32;
-}
-
-/// The cache geometry and feature bits the model checks against.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Config {
-    /// Smallest data cache line in bytes (CTR_EL0.DminLine).
-    pub dline: u64,
-    /// Smallest instruction cache line in bytes (CTR_EL0.IminLine).
-    pub iline: u64,
-    /// CTR_EL0.IDC: cleaning to the Point of Unification is not required.
-    pub idc: bool,
-    /// CTR_EL0.DIC: invalidating the instruction cache is not required.
-    pub dic: bool,
-}
-
-impl Config {
-    /// Decodes a CTR_EL0 value (Arm ARM D23.2.34): IminLine is bits \[3:0\],
-    /// DminLine bits \[19:16\], each a log2 of the number of 4-byte words;
-    /// IDC is bit 28 and DIC bit 29.
-    pub fn from_ctr_el0(ctr: u64) -> Config {
-        Config {
-            iline: 4 << (ctr & 0xf),
-            dline: 4 << ((ctr >> 16) & 0xf),
-            idc: ctr & (1 << 28) != 0,
-            dic: ctr & (1 << 29) != 0,
-        }
-    }
-}
-
-/// The step a violation was missing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Missing {
-    /// The stored data was never cleaned to the Point of Unification, or the
-    /// clean never completed (no `dsb` after it).
-    NotCleaned,
-    /// No completed instruction-cache invalidation covers the data: the `ic`
-    /// is missing, came before the clean completed, or was not completed by a
-    /// `dsb`.
-    NotInvalidated,
-    /// The executing vCPU passed no context synchronization event after the
-    /// invalidation completed.
-    NoContextSync,
-}
-
-impl Missing {
-    /// The phrase used in reports; the integration tests and users match on it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Missing::NotCleaned => "not cleaned",
-            Missing::NotInvalidated => "not invalidated",
-            Missing::NoContextSync => "no context synchronization on this vCPU",
-        }
-    }
-}
-
-impl fmt::Display for Missing {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One execution of an instruction that a real core could have fetched stale.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Violation {
-    /// The vCPU that executed it.
-    pub vcpu: u32,
-    /// The instruction's address.
-    pub pc: u64,
-    /// The first step of the sequence that is missing for it.
-    pub missing: Missing,
-    /// The PC of the store that last wrote the instruction's bytes.
-    pub store_pc: u64,
-    /// The vCPU that made that store.
-    pub store_vcpu: u32,
-    /// A likely cause, when the model can tell more than `missing`.
-    pub hint: Option<&'static str>,
-}
-
-impl fmt::Display for Violation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "icache-check: violation: vCPU {} executed {:#x}: {} (stored by pc {:#x} on vCPU {})",
-            self.vcpu, self.pc, self.missing, self.store_pc, self.store_vcpu
-        )?;
-        if let Some(hint) = self.hint {
-            write!(f, "; {hint}")?;
-        }
-        Ok(())
-    }
-}
-
-/// Counters printed in the summary line.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counts {
-    /// Instruction executions reported as violations.
-    pub violations: u64,
-    /// Distinct guest stores at least one of whose words was later executed.
-    pub code_stores: u64,
-    /// Executed cache maintenance instructions (`dc` cleans and `ic`).
-    pub maintenance_ops: u64,
-    /// vCPUs (guest threads) started.
-    pub vcpus: u64,
-}
-
-impl fmt::Display for Counts {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "icache-check: {} violations, {} code stores, {} maintenance ops, {} vCPUs",
-            self.violations, self.code_stores, self.maintenance_ops, self.vcpus
-        )
-    }
+    /// `gettimeofday(tv, tz)`.
+    pub const GETTIMEOFDAY: i64 = 169;
+    /// `clock_gettime(clock, ts)`.
+    pub const CLOCK_GETTIME: i64 = 113;
+    /// `clock_getres(clock, res)`.
+    pub const CLOCK_GETRES: i64 = 114;
+    /// The calls arm64 Linux serves from the vDSO without entering the kernel
+    /// (`arch/arm64/kernel/vdso/vdso.lds.S`: `__kernel_clock_gettime`,
+    /// `__kernel_gettimeofday`, `__kernel_clock_getres`). QEMU 7.2 has no
+    /// vDSO, so they are real system calls under emulation, but on hardware
+    /// they return without an exception and synchronize nothing.
+    pub const VDSO: [i64; 3] = [CLOCK_GETTIME, CLOCK_GETRES, GETTIMEOFDAY];
 }
 
 /// A word as a `dc`/`ic` saw it when issued: its address and store identity.
@@ -216,6 +152,19 @@ struct Vcpu {
     membarrier_issued: Option<u64>,
     /// Arguments of the system call in progress (for the `mmap` family).
     syscall_args: [u64; 3],
+    /// Inside a system call whose return will synchronize it (also true
+    /// after `exit`, which never returns).
+    in_syncing_syscall: bool,
+    /// (store count, time) at this vCPU's completing `dsb`s, one per store
+    /// count, for rule 9.
+    dsb_marks: Vec<(u64, u64)>,
+    /// Invalidations completed at or before this time count as synchronized
+    /// for this vCPU (rule 9).
+    fetch_sync: u64,
+    /// Cleans by other vCPUs that this vCPU observed through a
+    /// [`Publication`]: they complete at this vCPU's next `dsb`, and an `ic`
+    /// issued before it already counts them as cleans (rule 7).
+    observed_cleans: Vec<(u64, u64)>,
 }
 
 /// The coherence model. Stores go to the lock-free [`Shadow`] (see
@@ -228,6 +177,8 @@ pub struct Model {
     vcpus: Vec<Vcpu>,
     counted_stores: HashSet<u64>,
     counts: Counts,
+    classes: ClassCounts,
+    publications: Vec<ordering::Publication>,
 }
 
 impl Model {
@@ -239,7 +190,9 @@ impl Model {
             shadow: Arc::new(Shadow::new()),
             vcpus: Vec::new(),
             counted_stores: HashSet::new(),
+            publications: Vec::new(),
             counts: Counts::default(),
+            classes: ClassCounts::default(),
         }
     }
 
@@ -251,6 +204,11 @@ impl Model {
     /// The counters so far.
     pub fn counts(&self) -> Counts {
         self.counts
+    }
+
+    /// The reports so far, per class.
+    pub fn class_counts(&self) -> ClassCounts {
+        self.classes
     }
 
     /// The shadow memory, for recording stores without the model's lock.
@@ -280,6 +238,13 @@ impl Model {
             ..Vcpu::default()
         };
         self.counts.vcpus += 1;
+    }
+
+    /// Whether the instruction at `pc` is already known to be coherent for
+    /// `v` ([`Shadow::known_coherent`]); then [`Model::execute`] would return
+    /// `None`. Needs no `&mut`, so the plugin calls it without the lock.
+    pub fn known_coherent(&self, v: u32, pc: u64) -> bool {
+        self.shadow.known_coherent(v, pc)
     }
 
     /// Whether the guest has stored to the page holding `addr` (and the model
@@ -346,13 +311,16 @@ impl Model {
             }
             Insn::IcIvau { .. } => {
                 self.counts.maintenance_ops += 1;
+                self.observe(v, now);
                 let iline = self.cfg.iline;
+                let observed = &self.vcpus[v as usize].observed_cleans;
                 let snap: Vec<_> = self
                     .snapshot(operand & !(iline - 1), iline)
                     .into_iter()
                     .map(|(a, id)| {
                         let m = self.shadow.page(a).and_then(|(p, w)| Some(&p.maint()?[w]));
-                        (a, id, self.clean_time(m, id).is_some())
+                        let clean = self.clean_time(m, id).is_some() || observed.contains(&(a, id));
+                        (a, id, clean)
                     })
                     .collect();
                 self.vcpu(v).pending_invals.push(snap);
@@ -366,7 +334,18 @@ impl Model {
                 self.vcpu(v).pending_ialluis = Some(now);
             }
             Insn::Dsb(opt) => self.dsb(v, opt, now),
-            Insn::Isb => self.sync(v, now),
+            Insn::Dmb(opt) => self.dmb(v, opt),
+            Insn::Isb => {
+                if self.cfg.idc && self.cfg.dic {
+                    // Rule 7 with IDC and DIC: an observed store needs only
+                    // the observer's context synchronization.
+                    self.observe(v, now);
+                    let later = self.tick();
+                    self.sync(v, later);
+                } else {
+                    self.sync(v, now);
+                }
+            }
             Insn::Svc | Insn::Other => {}
         }
     }
@@ -376,12 +355,27 @@ impl Model {
             return;
         }
         let dic = self.cfg.dic;
+        self.observe(v, now);
         if self.cfg.idc {
             let count = self.shadow.last_count(v);
-            self.vcpu(v).idc_marks.push((count, now));
+            let marks = &mut self.vcpu(v).idc_marks;
+            // An observer's mark (rule 7) for the same count is earlier.
+            if marks.last().is_none_or(|&(last, _)| last < count) {
+                marks.push((count, now));
+            }
         }
+        let count = self.shadow.last_count(v);
+        let marks = &mut self.vcpu(v).dsb_marks;
+        match marks.last_mut() {
+            Some(last) if last.0 == count => last.1 = now,
+            _ => marks.push((count, now)),
+        }
+        // This dsb completes everything `v` published.
+        self.publications.retain(|p| p.vcpu != v);
         let vc = self.vcpu(v);
-        let cleans = std::mem::take(&mut vc.pending_cleans);
+        let observed = std::mem::take(&mut vc.observed_cleans);
+        let mut cleans = std::mem::take(&mut vc.pending_cleans);
+        cleans.push(observed);
         let invals = std::mem::take(&mut vc.pending_invals);
         let iallu = vc.pending_iallu.take();
         let ialluis = vc.pending_ialluis.take();
@@ -456,16 +450,19 @@ impl Model {
         let now = self.tick();
         let vc = self.vcpu(v);
         vc.syscall_args = args;
+        vc.in_syncing_syscall = !sysno::VDSO.contains(&num);
         vc.membarrier_issued = (num == sysno::MEMBARRIER
             && args[0] == sysno::MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE)
             .then_some(now);
     }
 
     /// vCPU `v` returns from system call `num` with result `ret`. The return
-    /// is a context synchronization event for `v`.
+    /// is a context synchronization event for `v`, except for the calls real
+    /// Linux serves from the vDSO ([`sysno::VDSO`]).
     pub fn syscall_return(&mut self, v: u32, num: i64, ret: i64) {
         let now = self.tick();
         let vc = self.vcpu(v);
+        vc.in_syncing_syscall = false;
         let args = vc.syscall_args;
         let membarrier = vc.membarrier_issued.take();
         // Linux returns -errno in [-4095, -1] (include/linux/err.h, MAX_ERRNO).
@@ -486,7 +483,9 @@ impl Model {
                 _ => {}
             }
         }
-        self.sync(v, now);
+        if !sysno::VDSO.contains(&num) {
+            self.sync(v, now);
+        }
     }
 
     /// Forgets the guest's stores to the pages in `[addr, addr + len)`. The
@@ -497,43 +496,53 @@ impl Model {
         self.shadow.forget_range(addr & !(PAGE_SIZE - 1), end);
     }
 
-    /// vCPU `v` executes the instruction at `pc`. Returns the violation, if
-    /// its bytes could be stale for `v`.
-    pub fn execute(&mut self, v: u32, pc: u64) -> Option<Violation> {
+    /// vCPU `v` executes the instruction `word` at `pc`. Returns a report if
+    /// its bytes could be stale for `v`: a violation, or an allowed
+    /// patch-site race ([`Class::PatchSite`]).
+    pub fn execute(&mut self, v: u32, pc: u64, word: u32) -> Option<Violation> {
         let _ = self.tick();
-        let (page, w) = self.shadow.page(pc)?;
+        let shadow = Arc::clone(&self.shadow);
+        let (page, w) = shadow.page(pc)?;
         let id = page.id(w);
         if id == 0 {
             return None;
         }
         let store_pc = page.pc(w);
-        let m = page.maint().map(|m| &m[w]);
-        if self.counted_stores.insert(id) {
-            self.counts.code_stores += 1;
-        }
-        let cleaned = self.clean_time(m, id);
-        let inval = if self.cfg.dic {
-            cleaned
-        } else {
-            m.filter(|m| m.inval_for.load(Acquire) == id)
-                .map(|m| m.inval_at.load(Relaxed))
-        };
-        let early_ic = m.is_some_and(|m| m.early_for.load(Relaxed) == id);
+        self.count_code_store(page, w, id);
         self.vcpu(v);
-        let vc = &self.vcpus[v as usize];
-        let missing = match (cleaned, inval) {
-            (None, _) => Missing::NotCleaned,
-            (Some(c), None) if c >= vc.iallu_done.0 => Missing::NotInvalidated,
-            (Some(c), i) => {
-                let synced_by_iallu = c < vc.iallu_synced;
-                if synced_by_iallu || i.is_some_and(|i| i < vc.last_sync) {
-                    return None;
-                }
-                Missing::NoContextSync
-            }
+        let m = page.maint().map(|m| &m[w]);
+        let early_ic = m.is_some_and(|m| m.early_for.load(Relaxed) == id);
+        let Some(missing) = self.missing(v, m, id) else {
+            // Coherent: remember the instruction as the one caches may hold.
+            let m = &page.maint_or_create()[w];
+            m.set_fetched(word);
+            m.set_coherent(id, v);
+            self.order_later_fetches(v, id);
+            return None;
         };
-        let hint = self.hint(id, pc, missing, early_ic);
-        self.counts.violations += 1;
+        let old = m.map_or(0, |m| m.fetched.load(Relaxed));
+        let patch_site = id_vcpu(id) != v
+            && old != 0
+            && is_concurrently_modifiable(old as u32)
+            && is_concurrently_modifiable(word);
+        let class = if patch_site {
+            // Either instruction may run; if the new one did, rule 9 holds.
+            self.order_later_fetches(v, id);
+            Class::PatchSite
+        } else if missing == Missing::NoContextSync {
+            Class::Sync
+        } else {
+            Class::Maintenance
+        };
+        self.classes.add(class, 1);
+        let hint = if patch_site {
+            Some("both the old and the new instruction are on the Arm ARM's list of concurrently modifiable instructions, so either may run")
+        } else {
+            self.hint(id, pc, missing, early_ic)
+        };
+        if !patch_site {
+            self.counts.violations += 1;
+        }
         Some(Violation {
             vcpu: v,
             pc,
@@ -541,578 +550,75 @@ impl Model {
             store_pc,
             store_vcpu: id_vcpu(id),
             hint,
+            class,
         })
     }
 
-    fn hint(&self, id: u64, pc: u64, missing: Missing, early_ic: bool) -> Option<&'static str> {
-        let word = pc & !3;
-        let clean_pending = || {
-            self.vcpus
-                .iter()
-                .flat_map(|vc| vc.pending_cleans.iter().flatten())
-                .any(|&(a, i)| a == word && i == id)
+    /// Counts store `id` as a code store the first time one of its words runs
+    /// (a hash only once per word and store).
+    fn count_code_store(&mut self, page: &crate::shadow::Page, w: usize, id: u64) {
+        let counted = &page.maint_or_create()[w].counted_for;
+        if counted.load(Relaxed) != id {
+            counted.store(id, Relaxed);
+            if self.counted_stores.insert(id) {
+                self.counts.code_stores += 1;
+            }
+        }
+    }
+
+    /// The first missing step for vCPU `v` and the data of store `id`, whose
+    /// word has maintenance state `m`; `None` if it is coherent for `v`.
+    fn missing(&self, v: u32, m: Option<&MaintWord>, id: u64) -> Option<Missing> {
+        let cleaned = self.clean_time(m, id);
+        let inval = if self.cfg.dic {
+            cleaned
+        } else {
+            m.filter(|m| m.inval_for.load(Acquire) == id)
+                .map(|m| m.inval_at.load(Relaxed))
         };
-        let inval_pending = || {
-            self.vcpus
-                .iter()
-                .flat_map(|vc| vc.pending_invals.iter().flatten())
-                .any(|&(a, i, clean)| a == word && i == id && clean)
+        let never_started = Vcpu::default();
+        let vc = self.vcpus.get(v as usize).unwrap_or(&never_started);
+        match (cleaned, inval) {
+            (None, _) => Some(Missing::NotCleaned),
+            (Some(c), None) if c >= vc.iallu_done.0 => Some(Missing::NotInvalidated),
+            (Some(c), i) => {
+                let synced_by_iallu = c < vc.iallu_synced;
+                let synced = i.is_some_and(|i| i < vc.last_sync || i <= vc.fetch_sync);
+                (!synced_by_iallu && !synced).then_some(Missing::NoContextSync)
+            }
+        }
+    }
+
+    /// Whether the instruction `word` at `pc` is coherent for every vCPU
+    /// started so far, and so for every vCPU until the next store to it (a
+    /// vCPU started later starts synchronized). A vCPU inside a system call
+    /// (or exited in one) counts as coherent: it returns through a context
+    /// synchronization event, after the maintenance, before it can run
+    /// anything; the vDSO calls of rule 8 are not such calls. The plugin asks this when it
+    /// translates a block: such an instruction needs no execution callback,
+    /// because QEMU retranslates the page's blocks at the next store to it
+    /// (see `plugin.rs`). The word then counts as run: it is recorded as the
+    /// old instruction of a patch site and its store as a code store.
+    pub fn coherent_for_every_vcpu(&mut self, pc: u64, word: u32) -> bool {
+        let shadow = Arc::clone(&self.shadow);
+        let Some((page, w)) = shadow.page(pc) else {
+            return true;
         };
-        Some(match missing {
-            Missing::NotCleaned if clean_pending() => {
-                "a dc clean of this line was issued but no dsb completed it"
-            }
-            Missing::NotCleaned => "no dc clean covered this line after the store",
-            Missing::NotInvalidated if early_ic => {
-                "an ic ivau ran before the clean completed (missing dsb between dc and ic?)"
-            }
-            Missing::NotInvalidated if inval_pending() => {
-                "an ic ivau of this line was issued but no dsb completed it"
-            }
-            Missing::NotInvalidated => "no ic ivau covered this line after the clean",
-            Missing::NoContextSync => "needs an isb here, or membarrier SYNC_CORE from the writer",
-        })
+        let id = page.id(w);
+        if id == 0 {
+            return true;
+        }
+        let m = page.maint().map(|m| &m[w]);
+        let stale_somewhere = (0..self.vcpus.len())
+            .any(|v| !self.vcpus[v].in_syncing_syscall && self.missing(v as u32, m, id).is_some());
+        if self.vcpus.is_empty() || stale_somewhere {
+            return false;
+        }
+        self.count_code_store(page, w, id);
+        page.maint_or_create()[w].set_fetched(word);
+        true
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::decode::{DcOp, DsbOption};
-
-    const CODE: u64 = 0x10_0000;
-    const STORE_PC: u64 = 0x4000;
-    const LINE: u64 = 64;
-    const A72: Config = Config {
-        dline: LINE,
-        iline: LINE,
-        idc: false,
-        dic: false,
-    };
-
-    /// One scripted event; `V` is the vCPU.
-    #[derive(Clone, Copy)]
-    enum E {
-        Start(u32),
-        Store(u32, u64),
-        Dc(u32, u64),
-        Ic(u32, u64),
-        IcAllu(u32),
-        IcAlluIs(u32),
-        Dsb(u32),
-        DsbOpt(u32, u8),
-        Isb(u32),
-        Syscall(u32, i64, [u64; 3], i64),
-        Exec(u32, u64),
-    }
-    use E::*;
-
-    fn run(cfg: Config, script: &[E]) -> Vec<Violation> {
-        let mut m = Model::new(cfg);
-        let mut out = Vec::new();
-        for &e in script {
-            match e {
-                Start(v) => m.vcpu_start(v),
-                Store(v, a) => m.store(v, a, 4, STORE_PC),
-                Dc(v, a) => m.maintenance(
-                    v,
-                    Insn::DcClean {
-                        op: DcOp::Cvau,
-                        rt: 0,
-                    },
-                    a,
-                ),
-                Ic(v, a) => m.maintenance(v, Insn::IcIvau { rt: 0 }, a),
-                IcAllu(v) => m.maintenance(v, Insn::IcIallu, 0),
-                IcAlluIs(v) => m.maintenance(v, Insn::IcIalluis, 0),
-                Dsb(v) => m.maintenance(v, Insn::Dsb(DsbOption(0b1011)), 0),
-                DsbOpt(v, crm) => m.maintenance(v, Insn::Dsb(DsbOption(crm)), 0),
-                Isb(v) => m.maintenance(v, Insn::Isb, 0),
-                Syscall(v, num, args, ret) => {
-                    m.syscall(v, num, args);
-                    m.syscall_return(v, num, ret);
-                }
-                Exec(v, pc) => out.extend(m.execute(v, pc)),
-            }
-        }
-        assert_eq!(m.counts().violations, out.len() as u64);
-        out
-    }
-
-    /// The full sequence on one line, for vCPU `v`, with `skip` left out.
-    fn sequence(v: u32, addr: u64, skip: &str) -> Vec<E> {
-        let steps = [
-            ("clean", Dc(v, addr)),
-            ("dsb1", Dsb(v)),
-            ("ic", Ic(v, addr)),
-            ("dsb2", Dsb(v)),
-            ("isb", Isb(v)),
-        ];
-        steps
-            .into_iter()
-            .filter(|(name, _)| *name != skip)
-            .map(|(_, e)| e)
-            .collect()
-    }
-
-    fn script(skip: &str) -> Vec<E> {
-        let mut s = vec![Start(0), Store(0, CODE)];
-        s.extend(sequence(0, CODE, skip));
-        s.push(Exec(0, CODE));
-        s
-    }
-
-    fn only(v: &[Violation]) -> (Missing, u64) {
-        assert_eq!(v.len(), 1, "expected exactly one violation: {v:?}");
-        (v[0].missing, v[0].pc)
-    }
-
-    #[test]
-    fn correct_sequence_reports_nothing() {
-        assert_eq!(run(A72, &script("")), vec![]);
-    }
-
-    #[test]
-    fn missing_clean_is_reported() {
-        assert_eq!(
-            only(&run(A72, &script("clean"))),
-            (Missing::NotCleaned, CODE)
-        );
-    }
-
-    #[test]
-    fn missing_first_dsb_is_reported_as_not_invalidated() {
-        let v = run(A72, &script("dsb1"));
-        assert_eq!(only(&v), (Missing::NotInvalidated, CODE));
-        assert!(v[0].hint.unwrap().contains("before the clean completed"));
-    }
-
-    #[test]
-    fn missing_invalidate_is_reported() {
-        assert_eq!(
-            only(&run(A72, &script("ic"))),
-            (Missing::NotInvalidated, CODE)
-        );
-    }
-
-    #[test]
-    fn missing_second_dsb_is_reported() {
-        let v = run(A72, &script("dsb2"));
-        assert_eq!(only(&v), (Missing::NotInvalidated, CODE));
-        assert!(v[0].hint.unwrap().contains("no dsb completed it"));
-    }
-
-    #[test]
-    fn missing_isb_is_reported() {
-        assert_eq!(
-            only(&run(A72, &script("isb"))),
-            (Missing::NoContextSync, CODE)
-        );
-    }
-
-    #[test]
-    fn violation_names_the_store_and_both_vcpus() {
-        let v = run(A72, &[Start(0), Start(1), Store(1, CODE), Exec(0, CODE)]);
-        assert_eq!(v[0].vcpu, 0);
-        assert_eq!(v[0].store_vcpu, 1);
-        assert_eq!(v[0].store_pc, STORE_PC);
-        let text = v[0].to_string();
-        assert!(
-            text.contains("vCPU 0 executed 0x100000: not cleaned"),
-            "{text}"
-        );
-        assert!(text.contains("stored by pc 0x4000 on vCPU 1"), "{text}");
-    }
-
-    #[test]
-    fn every_stale_execution_counts() {
-        let v = run(
-            A72,
-            &[Start(0), Store(0, CODE), Exec(0, CODE), Exec(0, CODE)],
-        );
-        assert_eq!(v.len(), 2);
-    }
-
-    #[test]
-    fn code_never_stored_is_coherent() {
-        assert_eq!(
-            run(A72, &[Start(0), Store(0, CODE), Exec(0, CODE + 4)]),
-            vec![]
-        );
-        assert_eq!(run(A72, &[Start(0), Exec(0, 0x40_0000)]), vec![]);
-    }
-
-    #[test]
-    fn unchanged_instruction_next_to_a_rewritten_one_is_not_reported() {
-        let mut s = vec![Start(0), Store(0, CODE), Store(0, CODE + 4)];
-        s.extend(sequence(0, CODE, ""));
-        // Rewrite only the first word and skip the whole sequence.
-        s.extend([Store(0, CODE), Exec(0, CODE), Exec(0, CODE + 4)]);
-        assert_eq!(only(&run(A72, &s)), (Missing::NotCleaned, CODE));
-    }
-
-    #[test]
-    fn store_after_the_clean_needs_a_new_clean() {
-        let mut s = vec![Start(0), Dc(0, CODE), Store(0, CODE)];
-        s.extend([Dsb(0), Ic(0, CODE), Dsb(0), Isb(0), Exec(0, CODE)]);
-        assert_eq!(only(&run(A72, &s)), (Missing::NotCleaned, CODE));
-    }
-
-    #[test]
-    fn clean_is_per_line() {
-        let mut s = vec![Start(0), Store(0, CODE + LINE)];
-        s.extend(sequence(0, CODE, ""));
-        s.push(Exec(0, CODE + LINE));
-        assert_eq!(only(&run(A72, &s)), (Missing::NotCleaned, CODE + LINE));
-    }
-
-    #[test]
-    fn unaligned_range_that_misses_the_last_line_is_reported() {
-        // Code straddles a line boundary; the flush loop starts at the
-        // unaligned address and steps one line, so it never reaches line 2.
-        let start = CODE + LINE - 4;
-        let mut s = vec![Start(0), Store(0, start), Store(0, start + 4)];
-        s.extend([Dc(0, start), Dsb(0), Ic(0, start), Dsb(0), Isb(0)]);
-        s.extend([Exec(0, start), Exec(0, start + 4)]);
-        assert_eq!(only(&run(A72, &s)), (Missing::NotCleaned, start + 4));
-        // Aligning the start down and covering both lines is correct.
-        let mut s = vec![Start(0), Store(0, start), Store(0, start + 4)];
-        s.extend([Dc(0, CODE), Dc(0, CODE + LINE), Dsb(0)]);
-        s.extend([Ic(0, CODE), Ic(0, CODE + LINE), Dsb(0), Isb(0)]);
-        s.extend([Exec(0, start), Exec(0, start + 4)]);
-        assert_eq!(run(A72, &s), vec![]);
-    }
-
-    #[test]
-    fn other_thread_without_pipeline_flush_is_reported() {
-        let mut s = vec![Start(0), Start(1), Store(0, CODE)];
-        s.extend(sequence(0, CODE, ""));
-        s.extend([Exec(0, CODE), Exec(1, CODE)]);
-        let v = run(A72, &s);
-        assert_eq!(only(&v), (Missing::NoContextSync, CODE));
-        assert_eq!(v[0].vcpu, 1);
-    }
-
-    const SYNC_CORE: [u64; 3] = [sysno::MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0];
-
-    #[test]
-    fn membarrier_sync_core_synchronizes_every_vcpu() {
-        let mut s = vec![Start(0), Start(1), Store(0, CODE)];
-        s.extend(sequence(0, CODE, ""));
-        s.extend([Syscall(0, sysno::MEMBARRIER, SYNC_CORE, 0), Exec(1, CODE)]);
-        assert_eq!(run(A72, &s), vec![]);
-    }
-
-    #[test]
-    fn failed_membarrier_does_not_synchronize() {
-        let mut s = vec![Start(0), Start(1), Store(0, CODE)];
-        s.extend(sequence(0, CODE, ""));
-        s.extend([Syscall(0, sysno::MEMBARRIER, SYNC_CORE, -1), Exec(1, CODE)]);
-        assert_eq!(only(&run(A72, &s)), (Missing::NoContextSync, CODE));
-    }
-
-    #[test]
-    fn membarrier_before_the_invalidation_completed_does_not_count() {
-        let mut s = vec![Start(0), Start(1), Store(0, CODE), Dc(0, CODE), Dsb(0)];
-        s.extend([
-            Ic(0, CODE),
-            Syscall(0, sysno::MEMBARRIER, SYNC_CORE, 0),
-            Dsb(0),
-        ]);
-        s.push(Exec(1, CODE));
-        assert_eq!(only(&run(A72, &s)), (Missing::NoContextSync, CODE));
-    }
-
-    #[test]
-    fn other_membarrier_commands_do_not_synchronize() {
-        let mut s = vec![Start(0), Start(1), Store(0, CODE)];
-        s.extend(sequence(0, CODE, ""));
-        s.extend([Syscall(0, sysno::MEMBARRIER, [8, 0, 0], 0), Exec(1, CODE)]);
-        assert_eq!(only(&run(A72, &s)), (Missing::NoContextSync, CODE));
-    }
-
-    #[test]
-    fn syscall_return_synchronizes_only_the_caller() {
-        let mut s = vec![Start(0), Start(1), Store(0, CODE)];
-        s.extend(sequence(0, CODE, "isb"));
-        s.extend([Syscall(0, 64, [1, 0, 0], 1), Exec(0, CODE), Exec(1, CODE)]);
-        let v = run(A72, &s);
-        assert_eq!(only(&v), (Missing::NoContextSync, CODE));
-        assert_eq!(v[0].vcpu, 1);
-    }
-
-    #[test]
-    fn new_thread_starts_synchronized() {
-        let mut s = vec![Start(0), Store(0, CODE)];
-        s.extend(sequence(0, CODE, "isb"));
-        s.extend([Start(1), Exec(1, CODE)]);
-        assert_eq!(run(A72, &s), vec![]);
-    }
-
-    #[test]
-    fn clean_by_another_vcpu_completes_at_that_vcpus_dsb() {
-        // vCPU 1 cleans, but only vCPU 0 runs a dsb: the clean is not complete.
-        let s = [
-            Start(0),
-            Start(1),
-            Store(0, CODE),
-            Dc(1, CODE),
-            Dsb(0),
-            Ic(0, CODE),
-            Dsb(0),
-            Isb(0),
-            Exec(0, CODE),
-        ];
-        assert_eq!(only(&run(A72, &s)), (Missing::NotCleaned, CODE));
-    }
-
-    #[test]
-    fn store_by_another_vcpu_before_the_clean_is_covered() {
-        let mut s = vec![Start(0), Start(1), Store(1, CODE)];
-        s.extend(sequence(0, CODE, ""));
-        s.push(Exec(0, CODE));
-        assert_eq!(run(A72, &s), vec![]);
-    }
-
-    #[test]
-    fn dsb_ishst_and_nsh_do_not_complete_maintenance() {
-        for crm in [0b1010, 0b0111] {
-            let s = [
-                Start(0),
-                Store(0, CODE),
-                Dc(0, CODE),
-                DsbOpt(0, crm),
-                Ic(0, CODE),
-                Dsb(0),
-                Isb(0),
-                Exec(0, CODE),
-            ];
-            assert_eq!(
-                only(&run(A72, &s)),
-                (Missing::NotInvalidated, CODE),
-                "{crm:#b}"
-            );
-        }
-    }
-
-    #[test]
-    fn dsb_sy_completes_maintenance() {
-        let s = [
-            Start(0),
-            Store(0, CODE),
-            Dc(0, CODE),
-            DsbOpt(0, 0b1111),
-            Ic(0, CODE),
-            DsbOpt(0, 0b1111),
-            Isb(0),
-            Exec(0, CODE),
-        ];
-        assert_eq!(run(A72, &s), vec![]);
-    }
-
-    const IDC: Config = Config { idc: true, ..A72 };
-    const DIC: Config = Config { dic: true, ..A72 };
-
-    #[test]
-    fn with_idc_the_clean_is_not_needed() {
-        assert_eq!(run(IDC, &script("clean")), vec![]);
-    }
-
-    #[test]
-    fn with_idc_a_missing_dsb_is_still_reported() {
-        let s = [
-            Start(0),
-            Store(0, CODE),
-            Ic(0, CODE),
-            Dsb(0),
-            Isb(0),
-            Exec(0, CODE),
-        ];
-        assert_eq!(only(&run(IDC, &s)), (Missing::NotInvalidated, CODE));
-    }
-
-    #[test]
-    fn with_dic_the_invalidate_is_not_needed() {
-        let s = [
-            Start(0),
-            Store(0, CODE),
-            Dc(0, CODE),
-            Dsb(0),
-            Isb(0),
-            Exec(0, CODE),
-        ];
-        assert_eq!(run(DIC, &s), vec![]);
-    }
-
-    #[test]
-    fn with_dic_a_missing_isb_is_still_reported() {
-        let s = [Start(0), Store(0, CODE), Dc(0, CODE), Dsb(0), Exec(0, CODE)];
-        assert_eq!(only(&run(DIC, &s)), (Missing::NoContextSync, CODE));
-    }
-
-    #[test]
-    fn with_dic_a_missing_clean_is_still_reported() {
-        let s = [Start(0), Store(0, CODE), Dsb(0), Isb(0), Exec(0, CODE)];
-        assert_eq!(only(&run(DIC, &s)), (Missing::NotCleaned, CODE));
-    }
-
-    #[test]
-    fn ic_iallu_invalidates_only_the_issuing_vcpu() {
-        let mut s = vec![Start(0), Start(1), Store(0, CODE), Dc(0, CODE), Dsb(0)];
-        s.extend([IcAllu(0), Dsb(0), Isb(0), Exec(0, CODE), Exec(1, CODE)]);
-        let v = run(A72, &s);
-        assert_eq!(only(&v), (Missing::NotInvalidated, CODE));
-        assert_eq!(v[0].vcpu, 1);
-    }
-
-    #[test]
-    fn ic_iallu_still_needs_an_isb() {
-        let s = [
-            Start(0),
-            Store(0, CODE),
-            Dc(0, CODE),
-            Dsb(0),
-            IcAllu(0),
-            Dsb(0),
-            Exec(0, CODE),
-        ];
-        assert_eq!(only(&run(A72, &s)), (Missing::NoContextSync, CODE));
-    }
-
-    #[test]
-    fn ic_ialluis_invalidates_every_vcpu() {
-        let mut s = vec![Start(0), Start(1), Store(0, CODE), Dc(0, CODE), Dsb(0)];
-        s.extend([
-            IcAlluIs(0),
-            Dsb(0),
-            Isb(0),
-            Isb(1),
-            Exec(0, CODE),
-            Exec(1, CODE),
-        ]);
-        assert_eq!(run(A72, &s), vec![]);
-    }
-
-    #[test]
-    fn munmap_and_mmap_forget_the_stores() {
-        let gone = [CODE, PAGE_SIZE, 0];
-        let s = [
-            Start(0),
-            Store(0, CODE),
-            Syscall(0, sysno::MUNMAP, gone, 0),
-            Exec(0, CODE),
-        ];
-        assert_eq!(run(A72, &s), vec![]);
-        let fresh = [0, PAGE_SIZE, 7];
-        let s = [
-            Start(0),
-            Store(0, CODE),
-            Syscall(0, sysno::MMAP, fresh, CODE as i64),
-            Exec(0, CODE),
-        ];
-        assert_eq!(run(A72, &s), vec![]);
-        // A length that is not a multiple of the page size covers the last page.
-        let short = [CODE, 100, 0];
-        let s = [
-            Start(0),
-            Store(0, CODE + 200),
-            Syscall(0, sysno::MUNMAP, short, 0),
-            Exec(0, CODE + 200),
-        ];
-        assert_eq!(run(A72, &s), vec![]);
-        // A failed munmap forgets nothing.
-        let s = [
-            Start(0),
-            Store(0, CODE),
-            Syscall(0, sysno::MUNMAP, gone, -22),
-            Exec(0, CODE),
-        ];
-        assert_eq!(only(&run(A72, &s)), (Missing::NotCleaned, CODE));
-    }
-
-    #[test]
-    fn page_is_stored_tracks_stores_and_unmaps() {
-        let mut m = Model::new(A72);
-        m.vcpu_start(0);
-        assert!(!m.page_is_stored(CODE));
-        m.store(0, CODE + 8, 8, STORE_PC);
-        assert!(m.page_is_stored(CODE));
-        m.syscall(0, sysno::MUNMAP, [CODE, PAGE_SIZE, 0]);
-        m.syscall_return(0, sysno::MUNMAP, 0);
-        assert!(!m.page_is_stored(CODE));
-    }
-
-    #[test]
-    fn wide_store_marks_every_word_it_covers() {
-        let mut m = Model::new(A72);
-        m.vcpu_start(0);
-        m.store(0, CODE + 2, 8, STORE_PC); // bytes 2..10 -> words 0, 4, 8
-        for off in [0, 4, 8] {
-            assert_eq!(
-                m.execute(0, CODE + off).map(|v| v.missing),
-                Some(Missing::NotCleaned)
-            );
-        }
-        assert_eq!(m.execute(0, CODE + 12), None);
-    }
-
-    #[test]
-    fn store_across_a_page_boundary_marks_both_pages() {
-        let mut m = Model::new(A72);
-        m.vcpu_start(0);
-        m.store(0, CODE + PAGE_SIZE - 4, 8, STORE_PC);
-        assert!(m.page_is_stored(CODE) && m.page_is_stored(CODE + PAGE_SIZE));
-    }
-
-    #[test]
-    fn summary_counts_code_stores_maintenance_and_vcpus() {
-        let mut m = Model::new(A72);
-        m.vcpu_start(0);
-        m.vcpu_start(1);
-        m.store(0, CODE, 8, STORE_PC); // one store, two instructions
-        m.store(0, CODE + 0x800, 4, STORE_PC); // never executed
-        for e in sequence(0, CODE, "") {
-            if let Dc(v, a) = e {
-                m.maintenance(
-                    v,
-                    Insn::DcClean {
-                        op: DcOp::Civac,
-                        rt: 3,
-                    },
-                    a,
-                );
-            } else if let Ic(v, a) = e {
-                m.maintenance(v, Insn::IcIvau { rt: 3 }, a);
-            } else if let Dsb(v) = e {
-                m.maintenance(v, Insn::Dsb(DsbOption(0b1011)), 0);
-            } else if let Isb(v) = e {
-                m.maintenance(v, Insn::Isb, 0);
-            }
-        }
-        assert_eq!(m.execute(0, CODE), None);
-        assert_eq!(m.execute(0, CODE + 4), None);
-        let want = "icache-check: 0 violations, 1 code stores, 2 maintenance ops, 2 vCPUs";
-        assert_eq!(m.counts().to_string(), want);
-    }
-
-    #[test]
-    fn ctr_el0_values_decode_to_line_sizes_and_flags() {
-        let table = [
-            (0x8444_c004, 64, 64, false, false), // cortex-a72 under QEMU 7.2
-            (0x8444_8004, 64, 64, false, false), // cortex-a53
-            (0x8666_8006, 256, 256, false, false), // a64fx
-            (0x8003_8003, 32, 32, false, false), // max
-            (0xb444_c004, 64, 64, true, true),   // neoverse-n1 silicon
-            (0x9444_8004, 64, 64, true, false),  // cortex-a55 silicon
-        ];
-        for (ctr, dline, iline, idc, dic) in table {
-            let want = Config {
-                dline,
-                iline,
-                idc,
-                dic,
-            };
-            assert_eq!(Config::from_ctr_el0(ctr), want, "{ctr:#x}");
-        }
-    }
-}
+mod tests;

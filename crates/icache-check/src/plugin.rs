@@ -13,14 +13,18 @@
 //!   right after a `dc`/`ic` (to read its address register, see below), and
 //!   for every instruction in a page the guest has stored to.
 //!
-//! The last choice is made when QEMU translates a block. That is sound because
+//! The last choice is made when QEMU translates a block, and an instruction
+//! that is then already coherent for every vCPU (a vCPU started later starts
+//! synchronized) is not watched either. That is sound because
 //! in user mode QEMU write-protects every guest page it has translated code
 //! from; the first store to such a page faults, and QEMU's handler
 //! (`page_unprotect` -> `tb_invalidate_phys_page` in
 //! `accel/tcg/translate-all.c`, QEMU 7.2) throws away every translation of that
 //! page before the store completes. So code that runs after a store to its
 //! page always runs from a new translation, made after our store callback
-//! marked the page. Two gaps remain, both documented in the README: a block
+//! marked the page, and an instruction found coherent at translation is
+//! checked again from its first execution after any store to its page. Two
+//! gaps remain, both documented in the README: a block
 //! translated by another thread between a store and its callback, and code
 //! written through a second mapping of the same memory (QEMU 7.2 misses those
 //! writes itself).
@@ -55,7 +59,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::{c_uint, c_void, CString};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use qemu_plugin::install::{Args, Info, Value};
+use qemu_plugin::install::{Args, Info};
 use qemu_plugin::plugin::{HasCallbacks, Register};
 use qemu_plugin::sys::{
     qemu_plugin_cb_flags, qemu_plugin_id_t, qemu_plugin_insn_data, qemu_plugin_insn_size,
@@ -70,7 +74,8 @@ use qemu_plugin::sys::{
 use qemu_plugin::{register, PluginId};
 
 use crate::decode::{decode, is_sp_based_memory_access, Insn};
-use crate::model::{Config, Missing, Model};
+use crate::model::{Missing, Model};
+use crate::plugin_args::PluginArgs;
 use crate::shadow::Shadow;
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -86,6 +91,8 @@ const MAX_PRINTED: usize = 1000;
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct Desc {
     pc: u64,
+    /// The instruction word as translated: the one that runs.
+    word: u32,
     insn: Insn,
     /// The instruction is in a stored-to page: check its execution.
     check: bool,
@@ -138,25 +145,6 @@ unsafe fn xreg(env: *const u8, n: u8) -> u64 {
     unsafe { std::ptr::read_volatile(env.add(64 + 8 * n as usize) as *const u64) }
 }
 
-fn parse_config(args: &Args) -> Result<Config, String> {
-    let mut cfg = Config::from_ctr_el0(0x8444_c004);
-    for (key, value) in &args.parsed {
-        match (key.as_str(), value) {
-            ("dline", Value::Integer(n)) => cfg.dline = *n as u64,
-            ("iline", Value::Integer(n)) => cfg.iline = *n as u64,
-            ("idc", Value::Bool(b)) => cfg.idc = *b,
-            ("dic", Value::Bool(b)) => cfg.dic = *b,
-            _ => return Err(format!("unknown or malformed plugin argument {key}")),
-        }
-    }
-    for (name, n) in [("dline", cfg.dline), ("iline", cfg.iline)] {
-        if !n.is_power_of_two() || !(4..=2048).contains(&n) {
-            return Err(format!("{name}={n} is not a cache line size"));
-        }
-    }
-    Ok(cfg)
-}
-
 struct IcacheCheck;
 
 impl HasCallbacks for IcacheCheck {}
@@ -168,11 +156,11 @@ impl Register for IcacheCheck {
         args: &Args,
         _info: &Info,
     ) -> qemu_plugin::Result<()> {
-        let cfg = parse_config(args).unwrap_or_else(|e| {
-            eprintln!("icache-check: error: {e} (expected dline=N,iline=N,idc=on|off,dic=on|off)");
+        let parsed = PluginArgs::parse(&args.raw).unwrap_or_else(|e| {
+            eprintln!("icache-check: error: {e} (expected {})", PluginArgs::USAGE);
             std::process::exit(2);
         });
-        let model = Model::new(cfg);
+        let model = Model::new(parsed.config);
         let shadow = model.shadow();
         let inner = Inner {
             model,
@@ -242,10 +230,15 @@ unsafe extern "C" fn tb_trans(_id: qemu_plugin_id_t, tb: *mut qemu_plugin_tb) {
         }
         let insn = decode(word);
         let last = i + 1 == n;
+        // An instruction already coherent for every vCPU stays so until the
+        // next store to its page, and that store makes QEMU translate the
+        // page again: it needs no check (see the module docs).
+        let check = shadow.page_is_stored(pc) && !g.model.coherent_for_every_vcpu(pc, word);
         let desc = Desc {
             pc,
+            word,
             insn,
-            check: shadow.page_is_stored(pc),
+            check,
             read_own_operand: last && insn.address_register().is_some(),
             prev,
         };
@@ -300,6 +293,15 @@ unsafe extern "C" fn exec_shim(_vcpu: c_uint, _desc: *mut c_void) {
 unsafe extern "C" fn exec_cb(vcpu: c_uint, desc: *mut c_void, env: *const u8) {
     // SAFETY: `desc` is an interned, leaked `Desc` (see `tb_trans`).
     let d = unsafe { &*(desc as *const Desc) };
+    // The hot path: an ordinary instruction in a stored-to page that is
+    // already coherent for this vCPU needs neither the lock nor the model.
+    if d.check && d.prev.is_none() && d.insn == Insn::Other {
+        if let Some(st) = STATE.get() {
+            if st.shadow.known_coherent(vcpu, d.pc) {
+                return;
+            }
+        }
+    }
     let Some(mut g) = lock() else { return };
     if let Some(prev) = d.prev {
         let rt = prev.address_register().unwrap_or(31);
@@ -308,7 +310,7 @@ unsafe extern "C" fn exec_cb(vcpu: c_uint, desc: *mut c_void, env: *const u8) {
         g.model.maintenance(vcpu, prev, addr);
     }
     if d.check {
-        if let Some(v) = g.model.execute(vcpu, d.pc) {
+        if let Some(v) = g.model.execute(vcpu, d.pc, d.word) {
             let key = (v.vcpu, v.pc, v.missing, v.store_pc);
             if g.printed.len() < MAX_PRINTED && g.printed.insert(key) {
                 outs(&v.to_string());
@@ -382,4 +384,5 @@ unsafe extern "C" fn at_exit(_id: qemu_plugin_id_t, _data: *mut c_void) {
         outs("icache-check: warning: the guest made no system call, so the register self-check did not run");
     }
     outs(&g.model.counts().to_string());
+    outs(&g.model.class_counts().to_string());
 }

@@ -40,6 +40,45 @@ pub struct MaintWord {
     pub inval_at: AtomicU64,
     /// The store identity for which an `ic` completed before its clean did.
     pub early_for: AtomicU64,
+    /// The instruction word last executed from here while coherent, with
+    /// bit 32 set (0: none): the "old" instruction of a patch site.
+    pub fetched: AtomicU64,
+    /// The store identity `coherent_vcpus` is about.
+    pub coherent_for: AtomicU64,
+    /// vCPUs (indexes below 64) for which the data of store `coherent_for`
+    /// was found coherent. Coherence of one store's data for one vCPU never
+    /// ends (cleans, invalidations and synchronizations are never undone; a
+    /// new store has a new identity), so [`Shadow::known_coherent`] can
+    /// answer from this without the model's lock.
+    pub coherent_vcpus: AtomicU64,
+    /// The store identity whose executions were already counted as a code
+    /// store, so that counting takes a hash only once per word and store.
+    pub counted_for: AtomicU64,
+}
+
+impl MaintWord {
+    /// Records `word` as the instruction last run from here while coherent.
+    pub fn set_fetched(&self, word: u32) {
+        let fetched = u64::from(word) | 1 << 32;
+        if self.fetched.load(Relaxed) != fetched {
+            self.fetched.store(fetched, Relaxed);
+        }
+    }
+
+    /// Records that the data of store `id` is coherent for vCPU `v`. Only the
+    /// model's locked code calls it.
+    pub fn set_coherent(&self, id: u64, v: u32) {
+        if v >= 64 {
+            return;
+        }
+        if self.coherent_for.load(Relaxed) != id {
+            // Clear the set before publishing the new identity, so that a
+            // reader that sees `id` sees no vCPU of an older store.
+            self.coherent_vcpus.store(0, Relaxed);
+            self.coherent_for.store(id, Release);
+        }
+        self.coherent_vcpus.fetch_or(1 << v, Release);
+    }
 }
 
 /// One 4 KiB page of shadow state.
@@ -317,6 +356,24 @@ impl Shadow {
             c.cached_epoch.store(epoch, Relaxed);
         }
         (page, w)
+    }
+
+    /// Whether the instruction at `addr` is known to be coherent for vCPU `v`:
+    /// the model found the data of its current store coherent for `v` before.
+    /// Lock-free: the plugin answers most executions in stored-to pages with
+    /// it, without the model's lock.
+    pub fn known_coherent(&self, v: u32, addr: u64) -> bool {
+        let Some((page, w)) = self.page(addr) else {
+            return false;
+        };
+        let id = page.id(w);
+        let Some(m) = page.maint().map(|m| &m[w]) else {
+            return false;
+        };
+        v < 64
+            && id != 0
+            && m.coherent_for.load(Acquire) == id
+            && m.coherent_vcpus.load(Acquire) & (1 << v) != 0
     }
 
     /// Whether the guest stored to the page holding `addr` since it was last

@@ -9,8 +9,18 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+// Compiled in rather than linked, as in the runner (see `src/lib.rs`).
+#[allow(dead_code)]
+#[path = "../src/exit_status.rs"]
+mod exit_status;
+#[allow(dead_code)]
+#[path = "../src/summary.rs"]
+mod summary;
+
+use summary::Counts;
+
 const RUNNER: &str = env!("CARGO_BIN_EXE_icache-check");
-const EXIT_VIOLATIONS: i32 = 86;
+const EXIT_VIOLATIONS: i32 = exit_status::EXIT_VIOLATIONS as i32;
 
 const NOT_CLEANED: &str = "not cleaned";
 const NOT_INVALIDATED: &str = "not invalidated";
@@ -83,18 +93,18 @@ fn run(bug: u32, cpu: &str) -> (i32, Vec<(u32, String)>) {
             let missing = rest.split_once(": ").unwrap().1;
             let missing = missing.split(" (stored by").next().unwrap();
             found.push((vcpu.parse().unwrap(), missing.to_string()));
-        } else if line.contains(" violations, ") && line.ends_with(" vCPUs") {
-            summary = Some(line.to_string());
+        } else if let Some(counts) = Counts::parse_line(line) {
+            summary = Some(counts);
         }
     }
     let summary = summary.unwrap_or_else(|| panic!("no summary line for {bug}:\n{stderr}"));
-    let want = format!("icache-check: {} violations, ", found.len());
-    assert!(
-        summary.starts_with(&want),
+    assert_eq!(
+        summary.violations,
+        found.len() as u64,
         "{summary} vs {} reports",
         found.len()
     );
-    assert!(summary.ends_with(" 2 vCPUs"), "{summary}");
+    assert_eq!(summary.vcpus, 2, "{summary}");
     (out.status.code().unwrap_or(-1), found)
 }
 
@@ -152,4 +162,61 @@ fn unaligned_flush_that_misses_a_line_is_flagged() {
 #[test]
 fn unrolled_correct_flush_reports_nothing() {
     expect(8, &[]);
+}
+
+/// The CPU models the runner accepts, from its own error message, so that a
+/// model added to the runner is tested too.
+fn runner_cpu_models() -> Vec<String> {
+    let out = Command::new(RUNNER)
+        .args(["--cpu", "no-such-model", "--", "true"])
+        .output()
+        .expect("run icache-check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let list = stderr
+        .split("known: ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no model list in: {stderr}"));
+    list.trim().split(", ").map(str::to_string).collect()
+}
+
+#[test]
+fn code_copied_with_memcpy_and_no_maintenance_is_reported_on_every_cpu_model() {
+    require(
+        "aarch64-linux-gnu-gcc",
+        "gcc-aarch64-linux-gnu and libc6-dev-arm64-cross",
+    );
+    require("qemu-aarch64", "qemu-user");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/memcpy.c");
+    let program = Path::new(env!("CARGO_TARGET_TMPDIR")).join("memcpy");
+    let status = Command::new("aarch64-linux-gnu-gcc")
+        .args(["-O2", "-static", "-o"])
+        .arg(&program)
+        .arg(&src)
+        .status()
+        .expect("run aarch64-linux-gnu-gcc");
+    assert!(status.success(), "building fixtures/memcpy.c failed");
+    let models = runner_cpu_models();
+    assert!(models.len() >= 8, "{models:?}");
+    for cpu in models {
+        let out = Command::new(RUNNER)
+            .args(["--cpu", &cpu, "--plugin"])
+            .arg(plugin())
+            .arg("--")
+            .arg(&program)
+            .output()
+            .expect("run icache-check");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stdout.contains("memcpy: result=42"),
+            "{cpu}:\n{stdout}\n{stderr}"
+        );
+        let summary = Counts::all_in(&stderr)
+            .last()
+            .unwrap_or_else(|| panic!("no summary on {cpu}:\n{stderr}"));
+        // 256 words copied, each executed once, none maintained.
+        assert_eq!(summary.violations, 256, "{cpu}: {summary}");
+        assert!(stderr.contains(": not cleaned"), "{cpu}:\n{stderr}");
+        assert_eq!(out.status.code(), Some(EXIT_VIOLATIONS), "{cpu}");
+    }
 }

@@ -41,6 +41,10 @@ pub(crate) trait Backend {
     /// and is inlined whole into every caller. Batches and double-mapped
     /// code then need exactly one call.
     const WHOLE_ADDRESS_SPACE: bool = false;
+    /// The longest range the inlined fast path takes; longer ones go to
+    /// the out-of-line `clear_cache` (AArch64: its loops are unrolled,
+    /// which pays only for long ranges). The default takes every length.
+    const FAST_PATH_MAX_LEN: usize = usize::MAX;
     /// Whether fetch needs any maintenance at all here (for the default
     /// [`Backend::cache_info`]).
     const MAINTENANCE_NEEDED: bool = true;
@@ -61,7 +65,7 @@ pub(crate) trait Backend {
 
     /// The fast path, inlined into every caller of `clear_cache`.
     /// Precondition: as for `clear_cache`, with `last = start + len - 1`
-    /// (when [`Backend::WHOLE_ADDRESS_SPACE`], both may be 0).
+    /// (when [`Backend::WHOLE_ADDRESS_SPACE`], all three may be 0).
     ///
     /// Either makes the range coherent exactly as `clear_cache` would and
     /// returns `true`, or touches nothing and returns `false`, and `lib.rs`
@@ -71,8 +75,8 @@ pub(crate) trait Backend {
     /// `false`. The default: the whole call where it covers every address,
     /// otherwise no fast path.
     #[inline(always)]
-    unsafe fn clear_cache_fast(start: usize, last: usize) -> bool {
-        let _ = (start, last);
+    unsafe fn clear_cache_fast(start: usize, len: usize, last: usize) -> bool {
+        let _ = (start, len, last);
         // SAFETY: a whole-address-space `clear_cache` never looks at its
         // range.
         Self::WHOLE_ADDRESS_SPACE && unsafe { Self::clear_cache(0, 0) }.is_ok()

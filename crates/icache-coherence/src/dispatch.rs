@@ -30,17 +30,14 @@ pub(crate) unsafe fn fast_path<B: Backend>(start: usize, len: usize) -> bool {
         // Nothing here looks at the range (x86, s390x: nothing to do at
         // all), so only the refusal of a wrapping range is left.
         // SAFETY: the range is not looked at.
-        return !lines::wraps(start, len) && unsafe { B::clear_cache_fast(0, 0) };
+        return !lines::wraps(start, len) && unsafe { B::clear_cache_fast(0, 0, 0) };
     }
     // An empty range takes the slow path too: it is rare, and a second early
     // return here would share its exit with the slow path's and pull the
     // slow path's stack frame into every call.
-    if len == 0 {
-        return false;
-    }
-    match lines::last_byte_of_nonempty(start, len) {
+    match lines::last_byte_up_to(start, len, B::FAST_PATH_MAX_LEN) {
         // SAFETY: non-empty, not wrapping; mapped by the caller's contract.
-        Some(last) => unsafe { B::clear_cache_fast(start, last) },
+        Some(last) => unsafe { B::clear_cache_fast(start, len, last) },
         None => false,
     }
 }

@@ -38,7 +38,12 @@ impl Backend for Stepping {
     const MECHANISM: &'static str = "fake stepping";
     const PIPELINE_MECHANISM: &'static str = "fake flush";
 
-    unsafe fn clear_cache_fast(start: usize, last: usize) -> bool {
+    unsafe fn clear_cache_fast(start: usize, len: usize, last: usize) -> bool {
+        assert_eq!(
+            Some(last),
+            start.checked_add(len - 1),
+            "the fast path's len and last agree"
+        );
         record(Call::Fast(start, last));
         start >= 0x1000
     }

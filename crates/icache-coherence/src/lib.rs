@@ -241,9 +241,10 @@ pub struct CacheInfo {
 
 /// Describes the platform's cache maintenance as this library performs it.
 ///
-/// On AArch64 the line sizes are the running minimum over every CTR_EL0
-/// value this process has read so far, i.e. what the next [`clear_cache`]
-/// will step by.
+/// On AArch64 the line sizes are what the next [`clear_cache`] will step
+/// by: on Linux 4.10 and later the CTR_EL0 value read once (the kernel
+/// makes every core report the same safe value), elsewhere the running
+/// minimum over every CTR_EL0 value this process has read so far.
 pub fn cache_info() -> CacheInfo {
     #[allow(unused_mut)] // changed only with `one-core`
     let mut info = Chosen::cache_info();

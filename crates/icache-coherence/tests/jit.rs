@@ -66,6 +66,47 @@ fn function_spanning_a_page_boundary_runs() {
     assert_eq!(pages.call(0, offset), 99);
 }
 
+/// A range longer than the inlined fast path takes (the out-of-line path
+/// with its loops unrolled 32 lines at a time, remainder first): one
+/// `clear_cache` over three pages and a bit, then a function in the first
+/// line, in the middle, and in the very last bytes of the range. With the
+/// odd start every remainder block runs, and the last line is the one an
+/// unrolled walk that lost its count would miss. It is rewritten at many
+/// offsets so that every remainder occurs on both CPU models' line sizes.
+#[test]
+fn a_long_range_is_coherent_to_its_last_line() {
+    let pages = CodePages::new(4);
+    for round in 0..40u32 {
+        let start = 4 + 64 * round as usize; // offset into page 0
+        let end = 3 * common::PAGE + 16 + 100 * round as usize; // into page 3
+        for p in 0..4 {
+            pages.writable(p);
+        }
+        let first = return_n(round * 10 + 1);
+        let middle = return_n(round * 10 + 2);
+        let last = return_n(round * 10 + 3);
+        let f = pages.write(0, start, &first);
+        pages.write(1, 512, &middle);
+        let last_at = end - last.len();
+        pages.write(last_at / common::PAGE, last_at % common::PAGE, &last);
+        unsafe { clear_cache(f, end - start) }.unwrap();
+        for p in 0..4 {
+            pages.executable(p);
+        }
+        assert_eq!(
+            pages.call(0, start),
+            round * 10 + 1,
+            "round {round}: first line"
+        );
+        assert_eq!(pages.call(1, 512), round * 10 + 2, "round {round}: middle");
+        assert_eq!(
+            pages.call(last_at / common::PAGE, last_at % common::PAGE),
+            round * 10 + 3,
+            "round {round}: last line"
+        );
+    }
+}
+
 /// Four threads keep calling the latest published function while the main
 /// thread republishes it 1,000 times, with `pipeline_flush_mt` after each
 /// publish (W^X pages: mprotect RW, write, clear_cache, mprotect RX). The

@@ -4,15 +4,14 @@
 //! done with each of them.
 
 use super::{Kind, Step};
+use crate::checker::{self, PACKAGE as CHECKER};
 use crate::cmd::Cmd;
 use crate::targets::{
-    AARCH64_CPUS, BUILD_STD, CHECKER_TARGET, CHECK_ONLY, DEFAULT_FEATURES_BUILD, MSRV_TARGETS,
-    MSRV_TOOLCHAIN, NO_STD, QEMU_LINUX, WINE,
+    AARCH64_CPUS, BUILD_STD, CHECKER_TARGET, CHECK_ONLY, DEFAULT_CPU, DEFAULT_FEATURES_BUILD,
+    MSRV_TARGETS, MSRV_TOOLCHAIN, NO_STD, QEMU_LINUX, WINE,
 };
-use crate::Workspace;
+use crate::{Workspace, LIB};
 
-const LIB: &str = "icache-coherence";
-const CHECKER: &str = "icache-check";
 const EXAMPLE: &str = "jit";
 
 pub fn steps(ws: &Workspace) -> Vec<Step> {
@@ -307,22 +306,10 @@ fn miri(ws: &Workspace, steps: &mut Vec<Step>) {
 /// qemu: it exits 86 when the code executed bytes that were not made coherent.
 fn checker(ws: &Workspace, steps: &mut Vec<Step>) {
     let build = steps.len();
-    steps.push(Step::new(
-        "build",
-        CHECKER,
-        Kind::Build,
-        cargo(ws).args(["build", "-p", CHECKER, "--release"]),
-    ));
-    let binary = ws.target_dir.join("release").join(CHECKER);
-    let runner_var = format!(
-        "CARGO_TARGET_{}_RUNNER",
-        CHECKER_TARGET.to_uppercase().replace('-', "_")
-    );
+    steps.push(Step::new("build", CHECKER, Kind::Build, checker::build(ws)));
     for cpu in AARCH64_CPUS {
         let label = format!("{CHECKER_TARGET} ({CHECKER} {cpu})");
-        let base = cargo(ws)
-            .env(&runner_var, format!("{} --cpu {cpu} --", binary.display()))
-            .env("QEMU_CPU", *cpu);
+        let base = checker::runner_env(cargo(ws), ws, cpu);
         steps.push(
             Step::new(
                 "test",
@@ -375,15 +362,16 @@ fn reliability(ws: &Workspace, steps: &mut Vec<Step>) {
         Kind::Test,
         me().args(["reliability", "race", CHECKER_TARGET, "1000"]),
     ));
+    let cpu = DEFAULT_CPU;
     steps.push(Step::new(
         "long run 100k publishes",
-        &format!("{CHECKER_TARGET} ({CHECKER} cortex-a72)"),
+        &format!("{CHECKER_TARGET} ({CHECKER} {cpu})"),
         Kind::Test,
-        me().args(["reliability", "long-run", "cortex-a72", "100000"]),
+        me().args(["reliability", "long-run", cpu, "100000"]),
     ));
     steps.push(Step::new(
         "mutants",
-        &format!("{CHECKER_TARGET} ({CHECKER} cortex-a72)"),
+        &format!("{CHECKER_TARGET} ({CHECKER} {cpu})"),
         Kind::Test,
         me().args(["mutants"]),
     ));
