@@ -14,6 +14,7 @@
 //! | `icache_os_calls` | the backend or the flush makes OS calls that can fail with an OS code |
 //! | `icache_errno` | those calls report through `errno` |
 //! | `icache_std` | the `std` feature is on *and* the target has a `std` |
+//! | `icache_arm_isb` | 32-bit Arm with the `isb` instruction (v7+, M profile) |
 //!
 //! A target with no row in [`choose`] gets no `icache_backend`, and
 //! `src/backends.rs` then stops the build with `compile_error!` naming the
@@ -26,6 +27,12 @@ struct Target {
     os: String,
     vendor: String,
     family: String,
+    /// The target triple (`TARGET`), for the Arm profile: Arm's target
+    /// features (`mclass`, `v7`) are unstable, so stable cargo does not
+    /// pass them in `CARGO_CFG_TARGET_FEATURE`.
+    triple: String,
+    /// `CARGO_CFG_TARGET_FEATURE`, where the toolchain passes them.
+    features: String,
     miri: bool,
 }
 
@@ -37,6 +44,8 @@ impl Target {
             os: var("CARGO_CFG_TARGET_OS"),
             vendor: var("CARGO_CFG_TARGET_VENDOR"),
             family: var("CARGO_CFG_TARGET_FAMILY"),
+            triple: var("TARGET"),
+            features: var("CARGO_CFG_TARGET_FEATURE"),
             // cargo-miri sets `cfg(miri)` for the build script's view of the
             // target (it builds with `--cfg miri` and passes it as
             // CARGO_CFG_MIRI).
@@ -54,6 +63,40 @@ impl Target {
 
     fn linux_kernel(&self) -> bool {
         self.os_in(&["linux", "android"])
+    }
+
+    fn has_feature(&self, feature: &str) -> bool {
+        self.features.split(',').any(|f| f == feature)
+    }
+
+    /// Armv7-M and Armv8-M Mainline: the cores whose System Control Block
+    /// may hold the cache maintenance registers (Cortex-M7, M55, M85...).
+    /// Armv6-M and Armv8-M Baseline have none in the architecture.
+    fn m_profile_with_caches(&self) -> bool {
+        ["thumbv7m-", "thumbv7em-", "thumbv8m.main-"]
+            .iter()
+            .any(|p| self.triple.starts_with(p))
+    }
+
+    /// Armv7-A, Armv7-R and Armv8-R AArch32 (not M profile): CP15 cache
+    /// maintenance by address, at PL1.
+    fn a_or_r_profile_v7(&self) -> bool {
+        let by_triple = ["armv7a-", "armv7r-", "armebv7r-", "armv8r-"]
+            .iter()
+            .any(|p| self.triple.starts_with(p));
+        by_triple || (self.has_feature("v7") && !self.has_feature("mclass"))
+    }
+
+    /// 32-bit Arm with the `isb` instruction (v7 and later, every M profile
+    /// from v6-M): the context synchronization `sync_this_thread` runs.
+    /// Stable cargo does not pass Arm's target features, hence the triple.
+    fn arm_has_isb(&self) -> bool {
+        let by_triple = [
+            "armv7", "armebv7", "armv8", "thumbv7", "thumbv8", "thumbv6m",
+        ]
+        .iter()
+        .any(|p| self.triple.starts_with(p));
+        self.arch == "arm" && (by_triple || self.has_feature("v7") || self.has_feature("mclass"))
     }
 }
 
@@ -103,14 +146,25 @@ fn choose(t: &Target) -> Option<Choice> {
         // Its Mach calls report `kern_return_t`s (`Error::mach`), not OS
         // error numbers.
         backend("apple_aarch64", false, Calls::None)
+    } else if t.os == "fuchsia" && t.arch_in(&["aarch64", "riscv64"]) {
+        // Zircon's `zx_cache_flush` reports a `zx_status_t` (`Error::zircon`),
+        // not an OS error number.
+        backend("fuchsia", false, Calls::None)
     } else if t.arch == "aarch64"
-        && t.os_in(&["linux", "android", "freebsd", "netbsd", "openbsd", "none"])
+        && t.os_in(&[
+            "linux", "android", "freebsd", "netbsd", "openbsd", "none", "uefi",
+        ])
     {
+        // UEFI runs at EL1 or EL2, where the user-space sequence is valid too.
         backend("aarch64", true, Calls::None)
     } else if t.arch == "arm" && t.linux_kernel() {
         backend("arm_linux_cacheflush", false, Calls::Errno)
     } else if t.arch == "arm" && t.os_in(&["freebsd", "netbsd"]) {
         backend("arm_bsd_sysarch", false, Calls::Errno)
+    } else if t.arch == "arm" && t.os == "none" && t.m_profile_with_caches() {
+        backend("arm_m_scb", true, Calls::None)
+    } else if t.arch == "arm" && t.os == "none" && t.a_or_r_profile_v7() {
+        backend("arm_cp15", true, Calls::None)
     } else if t.arch_in(RISCV) && t.os == "none" {
         backend("riscv_fence_i", false, Calls::None)
     } else if t.arch_in(RISCV) && t.linux_kernel() {
@@ -123,6 +177,9 @@ fn choose(t: &Target) -> Option<Choice> {
         backend("mips_linux_cacheflush", false, Calls::Errno)
     } else if t.arch_in(&["x86", "x86_64", "s390x"]) {
         backend("coherent", false, Calls::None)
+    } else if t.arch_in(&["wasm32", "wasm64"]) {
+        // WebAssembly cannot execute bytes it wrote (see src/backends/wasm.rs).
+        backend("wasm", false, Calls::None)
     } else {
         return None;
     })
@@ -139,6 +196,7 @@ fn main() {
         "icache_os_calls",
         "icache_errno",
         "icache_std",
+        "icache_arm_isb",
     ] {
         if name == "icache_backend" {
             println!("cargo:rustc-check-cfg=cfg(icache_backend, values(any()))");
@@ -156,6 +214,9 @@ fn main() {
     // feature is ignored and the API returns the crate's own `Error`.
     if env::var_os("CARGO_FEATURE_STD").is_some() && !t.os_in(&["none", "uefi"]) {
         println!("cargo:rustc-cfg=icache_std");
+    }
+    if t.arm_has_isb() {
+        println!("cargo:rustc-cfg=icache_arm_isb");
     }
     let linux_kernel = t.linux_kernel();
     if linux_kernel {

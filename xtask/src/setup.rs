@@ -20,10 +20,11 @@ pub fn main(ws: &Workspace, args: &[String]) -> Result {
 /// Runs every part, even after one failed, so that a single run reports all
 /// problems; fails if any part failed.
 pub fn run(ws: &Workspace) -> Result {
-    let parts: [(&str, &dyn Fn() -> Result); 4] = [
+    let parts: [(&str, &dyn Fn() -> Result); 5] = [
         ("Debian packages", &apt_packages),
         ("Rust targets", &rust_targets),
         ("Rust components", &rust_components),
+        ("MSRV toolchain", &msrv_toolchain),
         ("wine prefix", &|| wine::prepare(ws)),
     ];
     let mut failed = Vec::new();
@@ -161,6 +162,42 @@ fn rust_components() -> Result {
     Cmd::new("cargo")
         .args(["+nightly", "miri", "setup"])
         .run_with_timeout(Duration::from_secs(900))
+}
+
+/// The MSRV toolchain (`targets::MSRV_TOOLCHAIN`) and its targets, for the
+/// CI's `rust-version` check.
+fn msrv_toolchain() -> Result {
+    let toolchain = targets::MSRV_TOOLCHAIN;
+    let present = Cmd::new("rustup")
+        .args(["toolchain", "list"])
+        .stdout()?
+        .lines()
+        .any(|l| l.starts_with(&format!("{toolchain}-")));
+    if !present {
+        Cmd::new("rustup")
+            .args(["toolchain", "install", toolchain, "--profile", "minimal"])
+            .run()?;
+    }
+    let installed = Cmd::new("rustup")
+        .args(["target", "list", "--installed", "--toolchain", toolchain])
+        .stdout()?;
+    let installed: Vec<&str> = installed.lines().map(str::trim).collect();
+    let missing: Vec<&str> = targets::MSRV_TARGETS
+        .iter()
+        .copied()
+        .filter(|t| !installed.contains(t))
+        .collect();
+    if missing.is_empty() {
+        eprintln!(
+            "setup:   {toolchain}: all {} targets present",
+            targets::MSRV_TARGETS.len()
+        );
+        return Ok(());
+    }
+    Cmd::new("rustup")
+        .args(["target", "add", "--toolchain", toolchain])
+        .args(missing)
+        .run()
 }
 
 /// `toolchain` None is the one active in the workspace (stable).

@@ -58,10 +58,51 @@ pub const BUILD_STD: &[&str] = &[
     "loongarch64-unknown-linux-gnu",
     "mips64-unknown-linux-gnuabi64",
     "powerpc-unknown-linux-gnu",
+    // riscv64 Android: the riscv_flush_icache syscall (tier 3, no rustup std)
+    "riscv64-linux-android",
 ];
 
 /// Bare-metal targets: the library built without its `std` feature.
 pub const NO_STD: &[&str] = &["aarch64-unknown-none", "riscv64gc-unknown-none-elf"];
+
+/// Targets that wasmtime builds the crate this one replaces for, built here
+/// with the library's *default* features (issue 13): on those without a
+/// `std` the default `std` feature must be ignored, not fail the build.
+/// `cargo build`, not `check`, so that the inline assembly of the code the
+/// build reaches goes through the assembler.
+pub const DEFAULT_FEATURES_BUILD: &[&str] = &[
+    "wasm32-unknown-unknown",
+    "wasm32-wasip1",
+    "aarch64-unknown-uefi",
+    "aarch64-unknown-fuchsia",
+    "thumbv7em-none-eabihf",
+    "armv7a-none-eabi",
+    "x86_64-unknown-none",
+    "riscv32imac-unknown-none-elf",
+    "aarch64-unknown-none",
+];
+
+/// The minimum supported Rust version (`rust-version` of the library): the
+/// release that stabilized PowerPC `asm!` (rust-lang/rust#147996).
+pub const MSRV_TOOLCHAIN: &str = "1.95.0";
+
+/// Targets the library is checked on with [`MSRV_TOOLCHAIN`]: one per
+/// backend that has a prebuilt std for that release.
+pub const MSRV_TARGETS: &[&str] = &[
+    "x86_64-unknown-linux-gnu",
+    "aarch64-unknown-linux-gnu",
+    "armv7-unknown-linux-gnueabihf",
+    "riscv64gc-unknown-linux-gnu",
+    "powerpc64le-unknown-linux-gnu",
+    "s390x-unknown-linux-gnu",
+    "aarch64-apple-darwin",
+    "x86_64-pc-windows-gnu",
+    "aarch64-unknown-fuchsia",
+    "thumbv7em-none-eabihf",
+    "armv7a-none-eabi",
+    "riscv32imac-unknown-none-elf",
+    "wasm32-unknown-unknown",
+];
 
 /// Every target `rustup target add` must install for the stable toolchain.
 pub fn rustup_targets() -> Vec<&'static str> {
@@ -71,6 +112,12 @@ pub fn rustup_targets() -> Vec<&'static str> {
         .chain([WINE])
         .chain(CHECK_ONLY.iter().copied())
         .chain(NO_STD.iter().copied())
+        .chain(
+            DEFAULT_FEATURES_BUILD
+                .iter()
+                .copied()
+                .filter(|t| !NO_STD.contains(t)),
+        )
         .collect()
 }
 

@@ -260,7 +260,7 @@ fn patch(n: usize) {
             // SAFETY: inside the buffer, which outlives the batch.
             unsafe { b.add(site, 8)? };
         }
-        Ok(())
+        Ok::<_, std::io::Error>(())
     })
     .expect("batch");
     bench_end();

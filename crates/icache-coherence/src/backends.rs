@@ -205,6 +205,14 @@ backends! {
     "mips_linux_cacheflush" => mips_linux_cacheflush::MipsCacheflush;
     /// x86, x86-64, s390x: coherent in hardware, nothing to do.
     "coherent" => coherent::Coherent;
+    /// Fuchsia on AArch64 and RISC-V: zx_cache_flush(ZX_CACHE_FLUSH_INSN).
+    "fuchsia" => fuchsia::Fuchsia;
+    /// 32-bit Arm bare metal, A and R profiles: CP15 maintenance by address (PL1).
+    "arm_cp15" => arm_cp15::ArmCp15;
+    /// Armv7-M / Armv8-M Mainline bare metal: the SCB's cache maintenance registers.
+    "arm_m_scb" => arm_m_scb::ArmMScb;
+    /// WebAssembly: cannot execute bytes it wrote, nothing to do.
+    "wasm" => wasm::Wasm;
 }
 
 /// `membarrier` SYNC_CORE, shared by the Linux and FreeBSD backends.

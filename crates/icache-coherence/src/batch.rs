@@ -29,7 +29,16 @@ use crate::{lines, pipeline_flush_mt};
 ///
 /// All ranges are validated before anything is touched: if any range wraps
 /// past the end of the address space the call returns `InvalidInput` and
-/// touches nothing. Empty ranges are skipped. Use [`batch`] to collect
+/// touches nothing. Empty ranges are skipped.
+///
+/// It allocates nothing: the slice is read twice, once to validate every
+/// range and once to stream the ranges to the backend. So it exists and
+/// works without `std` (returning [`Error`](crate::Error) there), and it
+/// may be called in a signal handler wherever [`clear_cache`](crate::clear_cache)
+/// may: on its success path it takes no lock and allocates nothing. Its
+/// error path with `std` builds an `io::Error`, which allocates; a handler
+/// that must not allocate even on failure uses
+/// [`clear_cache_core`](crate::clear_cache_core) per range instead. Use [`batch`] to collect
 /// ranges as you patch and to end with at most one [`pipeline_flush_mt`](crate::pipeline_flush_mt).
 ///
 /// # Safety
@@ -42,8 +51,14 @@ pub unsafe fn clear_cache_ranges(ranges: &[(*const c_void, usize)]) -> crate::Ap
 }
 
 /// Who will execute the code a [`batch`] makes coherent.
+///
+/// `#[non_exhaustive]`: later versions may add ways to publish (a
+/// [`CodeEpoch`](crate::CodeEpoch) to advance, for example), so a `match`
+/// on it needs a `_` arm.
 #[cfg(icache_std)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
 pub enum Publish {
     /// Only the calling thread: the batch ends without a pipeline flush.
     ThisThread,
@@ -55,8 +70,11 @@ pub enum Publish {
 /// it always completes it, so the final barriers cannot be forgotten.
 #[cfg(icache_std)]
 #[derive(Debug)]
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
 pub struct Batch {
-    ranges: Vec<(usize, usize)>,
+    /// `(write, exec, len)`, each validated and non-empty; `write == exec`
+    /// for a range added with [`Batch::add`].
+    ranges: Vec<(usize, usize, usize)>,
 }
 
 #[cfg(icache_std)]
@@ -72,7 +90,38 @@ impl Batch {
     /// [`clear_cache`](crate::clear_cache).
     pub unsafe fn add(&mut self, ptr: *const c_void, len: usize) -> std::io::Result<()> {
         if lines::last_byte(ptr as usize, len)?.is_some() {
-            self.ranges.push((ptr as usize, len));
+            self.ranges.push((ptr as usize, ptr as usize, len));
+        }
+        Ok(())
+    }
+
+    /// Adds double-mapped code: `len` bytes written at `write_ptr` and to be
+    /// fetched at `exec_ptr`, two mappings of the same memory, completed as
+    /// [`clear_cache_dual`](crate::clear_cache_dual) completes them (clean
+    /// by the writable address, invalidate by the executable one).
+    ///
+    /// Both ranges are validated before anything is added: if either wraps
+    /// past the end of the address space it returns `InvalidInput` and adds
+    /// nothing. `len == 0` is accepted and ignored.
+    ///
+    /// Cost: ranges added with [`Batch::add`] share one set of barriers;
+    /// each double-mapped range is completed by its own `clear_cache_dual`
+    /// (on AArch64: its own `dsb`/`isb`), after them.
+    ///
+    /// # Safety
+    ///
+    /// Both ranges must stay mapped until the [`batch`] call returns.
+    pub unsafe fn add_dual(
+        &mut self,
+        write_ptr: *const c_void,
+        exec_ptr: *const c_void,
+        len: usize,
+    ) -> std::io::Result<()> {
+        let (w, x) = (write_ptr as usize, exec_ptr as usize);
+        let write_last = lines::last_byte(w, len)?;
+        let exec_last = lines::last_byte(x, len)?;
+        if write_last.is_some() && exec_last.is_some() {
+            self.ranges.push((w, x, len));
         }
         Ok(())
     }
@@ -105,6 +154,12 @@ impl Batch {
 /// There is no other way to complete a [`Batch`], so the barriers cannot be
 /// skipped by mistake.
 ///
+/// The closure's error type is yours: any `E` that an [`std::io::Error`]
+/// converts into (`io::Error` itself, `anyhow::Error`, your JIT's error
+/// enum with a `From<io::Error>`), so `?` works on [`Batch::add`] inside
+/// and on the `batch` call outside. When `E` cannot be inferred from the
+/// surrounding function, name it: `Ok::<_, std::io::Error>(())`.
+///
 /// ```
 /// # fn main() -> std::io::Result<()> {
 /// # let mut code = vec![0u8; 64];
@@ -116,16 +171,17 @@ impl Batch {
 ///         // ... write the new instruction at `site` ...
 ///         unsafe { b.add(site, 8)? };
 ///     }
-///     Ok(())
+///     Ok::<_, std::io::Error>(())
 /// })?;
 /// # Ok(())
 /// # }
 /// ```
 #[cfg(icache_std)]
-pub fn batch<R>(
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
+pub fn batch<R, E: From<std::io::Error>>(
     publish: Publish,
-    f: impl FnOnce(&mut Batch) -> std::io::Result<R>,
-) -> std::io::Result<R> {
+    f: impl FnOnce(&mut Batch) -> Result<R, E>,
+) -> Result<R, E> {
     let mut pending = Pending {
         batch: Batch { ranges: Vec::new() },
         publish,
@@ -174,10 +230,18 @@ impl Drop for Pending {
 ///
 /// Every range is mapped.
 #[cfg(icache_std)]
-unsafe fn complete(ranges: &[(usize, usize)]) -> Result<(), crate::Error> {
-    if ranges.is_empty() {
-        return Ok(());
+unsafe fn complete(ranges: &[(usize, usize, usize)]) -> Result<(), crate::Error> {
+    let single = ranges
+        .iter()
+        .filter(|&&(write, exec, _)| write == exec)
+        .map(|&(_, exec, len)| (exec, len));
+    if single.clone().next().is_some() {
+        // SAFETY: forwarded from the caller.
+        unsafe { Chosen::clear_cache_ranges(single)? };
     }
-    // SAFETY: forwarded from the caller.
-    unsafe { Chosen::clear_cache_ranges(ranges.iter().copied()) }
+    for &(write, exec, len) in ranges.iter().filter(|&&(write, exec, _)| write != exec) {
+        // SAFETY: forwarded from the caller.
+        unsafe { Chosen::clear_cache_dual(write, exec, len)? };
+    }
+    Ok(())
 }

@@ -21,8 +21,10 @@ use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
 /// What [`sync_this_thread`] executes here, for humans.
 pub(crate) const MECHANISM: &str = if cfg!(miri) {
     "none (Miri)"
-} else if cfg!(any(target_arch = "aarch64", target_arch = "arm")) {
+} else if cfg!(any(target_arch = "aarch64", icache_arm_isb)) {
     "isb"
+} else if cfg!(target_arch = "arm") {
+    "CP15 Flush Prefetch Buffer (mcr p15, 0, r, c7, c5, 4)"
 } else if cfg!(any(target_arch = "powerpc", target_arch = "powerpc64")) {
     "isync"
 } else if cfg!(any(target_arch = "riscv64", target_arch = "riscv32")) {
@@ -53,19 +55,14 @@ pub(crate) fn sync_this_thread() {
 
 /// AArch64 and 32-bit Arm (v7 and later, and every M profile): `isb` is the
 /// context synchronization event (Arm ARM DDI 0487, "Context
-/// synchronization event"; DDI 0406, "Instruction Synchronization Barrier").
-/// No `nomem`: the compiler must not move the caller's read of the
+/// synchronization event"; DDI 0406, "Instruction Synchronization Barrier";
+/// DDI 0403, Armv7-M, "ISB"). Which 32-bit Arm targets have it comes from
+/// `build.rs` (`icache_arm_isb`, from the triple): Arm's target features
+/// such as `v7` and `mclass` are unstable, so `cfg(target_feature = "v7")`
+/// is false on a stable compiler even for v7 targets, and M-profile cores
+/// have no CP15 to fall back on. No `nomem`: the compiler must not move the caller's read of the
 /// publication after it.
-#[cfg(all(
-    not(miri),
-    any(
-        target_arch = "aarch64",
-        all(
-            target_arch = "arm",
-            any(target_feature = "v7", target_feature = "mclass")
-        )
-    )
-))]
+#[cfg(all(not(miri), any(target_arch = "aarch64", icache_arm_isb)))]
 #[inline(always)]
 fn imp() {
     // SAFETY: a barrier has no memory-safety preconditions.
@@ -76,11 +73,7 @@ fn imp() {
 /// instruction; its CP15 "Flush Prefetch Buffer" operation (c7, c5, 4) is
 /// the same event and is allowed in user mode (ARM DDI 0301, ARM1176JZF-S
 /// TRM, "c7, Cache operations").
-#[cfg(all(
-    not(miri),
-    target_arch = "arm",
-    not(any(target_feature = "v7", target_feature = "mclass"))
-))]
+#[cfg(all(not(miri), target_arch = "arm", not(icache_arm_isb)))]
 #[inline(always)]
 fn imp() {
     // SAFETY: the operation has no memory-safety preconditions.

@@ -33,10 +33,20 @@ pub(crate) fn api<T>(result: Result<T, Error>) -> ApiResult<T> {
     return result;
 }
 
+/// Inside the crate the kind keeps its short name.
+pub(crate) use FailureKind as ErrorKind;
+
 /// What kind of failure an [`Error`] is.
+///
+/// Named `FailureKind`, not `ErrorKind`, so that `use icache_coherence::*;`
+/// next to `use std::io::*;` (or `use std::io::ErrorKind;`) never makes
+/// `ErrorKind` ambiguous. [`Error`] itself has the same name as
+/// `std::io::Error`: with both glob imports, name it by path
+/// (`icache_coherence::Error`) or rename it on import
+/// (`use icache_coherence::Error as IcacheError;`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum ErrorKind {
+pub enum FailureKind {
     /// The caller passed a range the library refuses (for example one that
     /// wraps past the end of the address space). Nothing was touched.
     InvalidInput,
@@ -64,6 +74,8 @@ pub struct Error {
     advice: Option<&'static str>,
     /// `code` is a Mach `kern_return_t`, not an OS error number.
     mach: bool,
+    /// `code` is a Zircon `zx_status_t`, not an OS error number.
+    zircon: bool,
 }
 
 // Mach return codes (osfmk/mach/kern_return.h) that have a kind of their own.
@@ -79,6 +91,14 @@ const KERN_NO_ACCESS: i32 = 8;
 const KERN_ABORTED: i32 = 14;
 #[cfg(any(test, icache_backend = "apple_aarch64"))]
 const KERN_NOT_SUPPORTED: i32 = 46;
+
+// Zircon statuses (zircon/errors.h) that have a kind of their own.
+#[cfg(any(test, icache_backend = "fuchsia"))]
+const ZX_ERR_NOT_SUPPORTED: i32 = -2;
+#[cfg(any(test, icache_backend = "fuchsia"))]
+const ZX_ERR_INVALID_ARGS: i32 = -10;
+#[cfg(any(test, icache_backend = "fuchsia"))]
+const ZX_ERR_ACCESS_DENIED: i32 = -30;
 
 /// The name of a Mach return code, for messages.
 #[cfg(any(test, icache_backend = "apple_aarch64"))]
@@ -104,7 +124,14 @@ fn mach_name(kr: i32) -> &'static str {
 /// The advice of every error that means "other threads cannot be made to
 /// synchronize from here": the reader-side protocol always works. (The two
 /// backends whose flushes cannot fail never give it.)
-#[cfg(any(test, not(any(icache_backend = "windows", icache_backend = "miri"))))]
+#[cfg(any(
+    test,
+    not(any(
+        icache_backend = "windows",
+        icache_backend = "miri",
+        icache_backend = "wasm"
+    ))
+))]
 pub(crate) const USE_CODE_EPOCH: &str =
     "publish with icache_coherence::CodeEpoch instead (each reader calls sync_this_thread after reading the publication)";
 
@@ -122,7 +149,29 @@ impl Error {
             detail,
             advice: None,
             mach: false,
+            zircon: false,
         }
+    }
+
+    /// An error from a Zircon call that returned `status`, with the kind
+    /// its meaning has (zircon/errors.h); its code is never read as an errno.
+    #[cfg(any(test, icache_backend = "fuchsia"))]
+    pub(crate) const fn zircon(call: &'static str, status: i32, detail: &'static str) -> Self {
+        let kind = match status {
+            ZX_ERR_INVALID_ARGS => ErrorKind::InvalidInput,
+            ZX_ERR_NOT_SUPPORTED => ErrorKind::Unsupported,
+            ZX_ERR_ACCESS_DENIED => ErrorKind::PermissionDenied,
+            _ => ErrorKind::Os,
+        };
+        let mut e = Error::new(kind, call, Some(status), detail);
+        e.zircon = true;
+        e
+    }
+
+    /// Whether [`Error::raw_os_error`] is a Zircon `zx_status_t` (Fuchsia's
+    /// `zx_cache_flush`) rather than an `errno` or a Win32 error.
+    pub fn is_zircon_status(&self) -> bool {
+        self.zircon
     }
 
     /// An error from a Mach call that returned `kr`, with the kind its
@@ -147,7 +196,14 @@ impl Error {
 
     /// The same error, saying that the reader-side protocol
     /// ([`crate::CodeEpoch`]) works where this call cannot.
-    #[cfg(any(test, not(any(icache_backend = "windows", icache_backend = "miri"))))]
+    #[cfg(any(
+        test,
+        not(any(
+            icache_backend = "windows",
+            icache_backend = "miri",
+            icache_backend = "wasm"
+        ))
+    ))]
     pub(crate) const fn or_code_epoch(mut self) -> Self {
         self.advice = Some(USE_CODE_EPOCH);
         self
@@ -207,6 +263,11 @@ impl fmt::Display for Error {
             write!(f, ": kern_return_t {kr} ({})", mach_name(kr))?;
             return self.fmt_tail(f);
         }
+        #[cfg(any(test, icache_backend = "fuchsia"))]
+        if let (true, Some(status)) = (self.zircon, self.code) {
+            write!(f, ": zx_status_t {status}")?;
+            return self.fmt_tail(f);
+        }
         if let Some(code) = self.code {
             #[cfg(icache_std)]
             write!(f, ": {}", std::io::Error::from_raw_os_error(code))?;
@@ -245,6 +306,8 @@ impl From<Error> for std::io::Error {
                 Some(KERN_ABORTED) => K::Interrupted,
                 _ => K::Other,
             },
+            #[cfg(any(test, icache_backend = "fuchsia"))]
+            ErrorKind::Os if e.zircon => K::Other,
             ErrorKind::Os => match e.code {
                 Some(code) => std::io::Error::from_raw_os_error(code).kind(),
                 None => K::Other,
@@ -322,6 +385,48 @@ mod tests {
         assert!(Error::mach("task_threads", 5, "x")
             .to_string()
             .contains("KERN_FAILURE"));
+    }
+
+    #[test]
+    fn zircon_statuses_get_their_kinds_and_are_never_printed_as_errno() {
+        use std::io::ErrorKind as K;
+        let cases = [
+            (
+                ZX_ERR_INVALID_ARGS,
+                ErrorKind::InvalidInput,
+                K::InvalidInput,
+            ),
+            (ZX_ERR_NOT_SUPPORTED, ErrorKind::Unsupported, K::Unsupported),
+            (
+                ZX_ERR_ACCESS_DENIED,
+                ErrorKind::PermissionDenied,
+                K::PermissionDenied,
+            ),
+            (-1, ErrorKind::Os, K::Other),
+        ];
+        for (status, kind, io_kind) in cases {
+            let e = Error::zircon("zx_cache_flush(ZX_CACHE_FLUSH_INSN)", status, "refused");
+            assert_eq!(
+                (
+                    e.kind(),
+                    e.raw_os_error(),
+                    e.is_zircon_status(),
+                    e.is_mach_error()
+                ),
+                (kind, Some(status), true, false)
+            );
+            let text = e.to_string();
+            assert!(
+                text.contains(&std::format!("zx_status_t {status}")),
+                "{text}"
+            );
+            assert!(
+                !text.contains("os error"),
+                "errno text for a zx_status_t: {text}"
+            );
+            let io: std::io::Error = e.into();
+            assert_eq!(io.kind(), io_kind, "{text}");
+        }
     }
 
     #[test]

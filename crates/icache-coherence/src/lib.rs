@@ -1,7 +1,12 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(not(icache_std), no_std)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// With `one-core` the backends' broadcasts (membarrier, the Mach walk...)
+// stay compiled and type-checked but are never called.
+#![cfg_attr(feature = "one-core", allow(dead_code))]
 
+#[cfg(any(test, icache_backend = "arm_cp15", icache_backend = "arm_m_scb"))]
+mod arm32_cache;
 mod backends;
 mod batch;
 mod context_sync;
@@ -11,6 +16,7 @@ mod dispatch;
 #[cfg(test)]
 mod dispatch_tests;
 mod error;
+mod line_sizes;
 mod lines;
 #[cfg(any(test, icache_membarrier))]
 mod membarrier;
@@ -20,7 +26,9 @@ pub use batch::clear_cache_ranges;
 #[cfg(icache_std)]
 pub use batch::{batch, Batch, Publish};
 use error::ApiResult;
-pub use error::{Error, ErrorKind};
+#[allow(unused_imports)] // the backends name it `crate::ErrorKind`
+use error::ErrorKind;
+pub use error::{Error, FailureKind};
 pub use publication::CodeEpoch;
 
 use backends::{Backend, Chosen};
@@ -47,6 +55,11 @@ use core::ffi::c_void;
 /// addresses, so an unmapped range is undefined behaviour (in practice
 /// SIGSEGV); the syscall backends return `EFAULT` instead. Only the cache
 /// lines that overlap the range are touched.
+///
+/// On 32-bit Arm bare metal (A and R profiles: `armv7a-none-eabi`, ...) the
+/// caller must run at PL1 or higher: the CP15 maintenance operations are
+/// undefined instructions in User mode. (M profile checks its privilege
+/// itself and returns `PermissionDenied`.)
 ///
 /// # Errors
 ///
@@ -127,9 +140,30 @@ pub unsafe fn clear_cache_core(ptr: *const c_void, len: usize) -> Result<(), Err
 /// Registration is attempted once per process; its outcome, success or
 /// failure, is cached, so later calls cost one syscall (or none, on
 /// failure). On the BSDs (AArch64, Arm) it returns `Unsupported`.
+///
+/// With the `one-core` feature (the program runs on one core) it makes no
+/// system call and never fails: it runs [`sync_this_thread`] and returns
+/// `Ok` (see [the feature's section](crate#feature-one-core)).
 #[inline]
 pub fn pipeline_flush_mt() -> ApiResult {
+    #[cfg(feature = "one-core")]
+    return one_core_flush();
+    #[cfg(not(feature = "one-core"))]
     error::api(Chosen::pipeline_flush_mt())
+}
+
+/// The pipeline and cross-modifying flushes of a program that runs on one
+/// core. Every other thread can only run on this core after a context
+/// switch, i.e. after this thread's maintenance has completed and the core
+/// has synchronized (the `isb` / `fence.i` at the end of `clear_cache`, and
+/// the one here); the switch itself is an exception return, which is
+/// context synchronizing (Arm `eret`, POWER `rfid`) or serializing (x86
+/// `iret`). So nothing needs broadcasting.
+#[cfg(feature = "one-core")]
+#[inline(always)]
+fn one_core_flush() -> ApiResult {
+    Chosen::sync_this_thread();
+    Ok(())
 }
 
 /// Makes the calling thread's next instruction fetches see every
@@ -183,10 +217,17 @@ pub struct CacheInfo {
     /// What [`sync_this_thread`] executes, for humans: the reader's step of
     /// [`CodeEpoch`], which works where [`pipeline_flush_mt`] cannot.
     pub sync_this_thread_mechanism: &'static str,
-    /// The data-cache line size the library steps by, where it steps by one
-    /// itself (`None` where the OS does the maintenance or none is needed).
+    /// The data-cache line size: the one the library steps by where it
+    /// steps by lines itself (AArch64 and 32-bit Arm: CTR; POWER: the
+    /// auxiliary vector); where the OS does the maintenance or none is
+    /// needed, the one the platform reports: Apple `hw.cachelinesize`,
+    /// Windows `GetLogicalProcessorInformation` (smallest level-1 data or
+    /// unified line), x86 CPUID leaf 1 (CLFLUSH line size). `None` where
+    /// nothing reports it (the syscall backends, RISC-V, wasm, Miri, s390x).
     pub data_line: Option<usize>,
-    /// The instruction-cache line size the library steps by, likewise.
+    /// The instruction-cache line size, from the same sources (Windows:
+    /// the smallest level-1 instruction or unified line; Apple and x86: the
+    /// one line size they report).
     pub instruction_line: Option<usize>,
     /// Whether the data cache must be cleaned for fetch to see new code
     /// (false on AArch64 with CTR_EL0.IDC, on coherent architectures...).
@@ -205,8 +246,19 @@ pub struct CacheInfo {
 /// makes every core report the same safe value), elsewhere the running
 /// minimum over every CTR_EL0 value this process has read so far.
 pub fn cache_info() -> CacheInfo {
-    Chosen::cache_info()
+    #[allow(unused_mut)] // changed only with `one-core`
+    let mut info = Chosen::cache_info();
+    #[cfg(feature = "one-core")]
+    {
+        info.pipeline_flush_mechanism = ONE_CORE_FLUSH;
+        info.cross_modify_mechanism = ONE_CORE_FLUSH;
+        info.pipeline_flush_needed = false;
+    }
+    info
 }
+
+#[cfg(feature = "one-core")]
+const ONE_CORE_FLUSH: &str = "sync_this_thread only (one-core feature: no other core to reach)";
 
 /// Makes code coherent that was written through one mapping and will be
 /// executed through another mapping of the same memory (W^X by double
@@ -287,12 +339,25 @@ pub unsafe fn clear_cache_dual(
 /// # Errors
 ///
 /// As for [`pipeline_flush_mt`].
+///
+/// With the `one-core` feature: [`sync_this_thread`] and `Ok`, as for
+/// [`pipeline_flush_mt`].
 pub fn cross_modify_flush_mt() -> ApiResult {
+    #[cfg(feature = "one-core")]
+    return one_core_flush();
+    #[cfg(not(feature = "one-core"))]
     error::api(Chosen::cross_modify_flush_mt())
 }
 
 /// RISC-V specific options.
 #[cfg(icache_backend = "riscv_linux")]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(all(
+        any(target_arch = "riscv64", target_arch = "riscv32"),
+        any(target_os = "linux", target_os = "android")
+    )))
+)]
 pub mod riscv {
     /// Opt in to user-space `fence.i` (Linux 6.10+).
     ///

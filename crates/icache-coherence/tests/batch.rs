@@ -29,7 +29,7 @@ fn every_site_in_a_batch_runs_its_new_code() {
                 let f = pages.write(k * SLOT / PAGE, (k * SLOT) % PAGE, &code);
                 unsafe { b.add(f, code.len())? };
             }
-            Ok(b.len())
+            Ok::<_, std::io::Error>(b.len())
         })
         .unwrap();
         assert_eq!(n, sites);
@@ -101,7 +101,7 @@ fn batch_for_all_threads_lets_other_threads_run_the_code() {
             let f = pages.write(0, k as usize * SLOT, &code);
             unsafe { b.add(f, code.len())? };
         }
-        Ok(())
+        Ok::<_, std::io::Error>(())
     })
     .unwrap();
     pages.executable(0);
@@ -153,4 +153,42 @@ fn a_batch_whose_closure_panics_still_completes_what_it_added() {
     assert!(unwound.is_err(), "the panic must go on");
     pages.executable(0);
     assert_eq!(pages.call(0, 0), 4343);
+}
+
+/// `batch` returns the closure's own error type, given `From<io::Error>`:
+/// a JIT's error enum comes back unchanged, and `?` on `Batch::add` inside
+/// converts into it.
+#[test]
+fn batch_returns_the_callers_own_error_type() {
+    #[derive(Debug)]
+    enum JitError {
+        Io(std::io::ErrorKind),
+        OutOfRegisters,
+    }
+    impl From<std::io::Error> for JitError {
+        fn from(e: std::io::Error) -> Self {
+            JitError::Io(e.kind())
+        }
+    }
+    let pages = CodePages::new(1);
+    let code = return_n(31);
+    let err = batch(Publish::ThisThread, |b| {
+        let f = pages.write(0, 0, &code);
+        unsafe { b.add(f, code.len())? };
+        Err::<(), _>(JitError::OutOfRegisters)
+    })
+    .unwrap_err();
+    assert!(matches!(err, JitError::OutOfRegisters), "{err:?}");
+    pages.executable(0);
+    assert_eq!(pages.call(0, 0), 31);
+
+    let err = batch(Publish::ThisThread, |b| -> Result<(), JitError> {
+        unsafe { b.add(usize::MAX as *const c_void, 2)? };
+        Ok(())
+    })
+    .unwrap_err();
+    assert!(
+        matches!(err, JitError::Io(ErrorKind::InvalidInput)),
+        "{err:?}"
+    );
 }

@@ -7,7 +7,8 @@ use super::{Kind, Step};
 use crate::checker::{self, PACKAGE as CHECKER};
 use crate::cmd::Cmd;
 use crate::targets::{
-    AARCH64_CPUS, BUILD_STD, CHECKER_TARGET, CHECK_ONLY, DEFAULT_CPU, NO_STD, QEMU_LINUX, WINE,
+    AARCH64_CPUS, BUILD_STD, CHECKER_TARGET, CHECK_ONLY, DEFAULT_CPU, DEFAULT_FEATURES_BUILD,
+    MSRV_TARGETS, MSRV_TOOLCHAIN, NO_STD, QEMU_LINUX, WINE,
 };
 use crate::{Workspace, LIB};
 
@@ -21,6 +22,10 @@ pub fn steps(ws: &Workspace) -> Vec<Step> {
     check_only(ws, &mut steps);
     build_std(ws, &mut steps);
     no_std(ws, &mut steps);
+    default_features(ws, &mut steps);
+    one_core(ws, &mut steps);
+    msrv(ws, &mut steps);
+    publish_dry_run(ws, &mut steps);
     miri(ws, &mut steps);
     checker(ws, &mut steps);
     reliability(ws, &mut steps);
@@ -186,6 +191,104 @@ fn no_std(ws: &Workspace, steps: &mut Vec<Step>) {
             ]),
         ));
     }
+}
+
+/// The targets of the replaced crate, with the library's default features.
+fn default_features(ws: &Workspace, steps: &mut Vec<Step>) {
+    for triple in DEFAULT_FEATURES_BUILD {
+        steps.push(Step::new(
+            "build (default features)",
+            triple,
+            Kind::Build,
+            cargo(ws)
+                .env("RUSTFLAGS", "-D warnings")
+                .args(["build", "-p", LIB, "--target", triple]),
+        ));
+    }
+}
+
+/// The `one-core` feature: lint and test it on the host, and test it on
+/// riscv64 Linux, the backend whose `clear_cache` it changes (`fence.i`
+/// instead of the syscall).
+fn one_core(ws: &Workspace, steps: &mut Vec<Step>) {
+    let label = "host (feature one-core)";
+    steps.push(Step::new(
+        "clippy",
+        label,
+        Kind::Check,
+        cargo(ws).args([
+            "clippy",
+            "-p",
+            LIB,
+            "--all-targets",
+            "--features",
+            "one-core",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    ));
+    steps.push(Step::new(
+        "test",
+        label,
+        Kind::Test,
+        cargo(ws).args(["test", "-p", LIB, "--features", "one-core"]),
+    ));
+    let riscv = "riscv64gc-unknown-linux-gnu";
+    steps.push(Step::new(
+        "test",
+        &format!("{riscv} (qemu, feature one-core)"),
+        Kind::Test,
+        cargo(ws).env_remove("QEMU_CPU").args([
+            "test",
+            "-p",
+            LIB,
+            "--features",
+            "one-core",
+            "--target",
+            riscv,
+        ]),
+    ));
+}
+
+/// `rust-version` holds: the library checked with the MSRV toolchain, in a
+/// build folder of its own.
+fn msrv(ws: &Workspace, steps: &mut Vec<Step>) {
+    for triple in MSRV_TARGETS {
+        steps.push(Step::new(
+            "check",
+            &format!("{triple} (MSRV {MSRV_TOOLCHAIN})"),
+            Kind::Check,
+            cargo(ws)
+                .arg(format!("+{MSRV_TOOLCHAIN}"))
+                .env(
+                    "CARGO_TARGET_DIR",
+                    ws.target_dir.join("msrv").display().to_string(),
+                )
+                .env("RUSTFLAGS", "-D warnings")
+                .args(["check", "-p", LIB, "--target", triple]),
+        ));
+    }
+}
+
+/// `cargo publish --dry-run` packages and verifies the library; the step
+/// fails on any warning but the one every dry run prints. `--allow-dirty`
+/// so that uncommitted work in a developer's tree does not fail it (CI's
+/// checkout is clean).
+fn publish_dry_run(ws: &Workspace, steps: &mut Vec<Step>) {
+    let script = format!(
+        "out=$(cargo publish --dry-run --allow-dirty -p {LIB} 2>&1); rc=$?; \
+         printf '%s\n' \"$out\"; \
+         [ $rc -eq 0 ] || exit $rc; \
+         if printf '%s\n' \"$out\" | grep '^warning' | grep -v '^warning: aborting upload due to dry run$'; then \
+           echo 'cargo publish --dry-run printed warnings' >&2; exit 1; fi"
+    );
+    steps.push(Step::new(
+        "publish --dry-run",
+        LIB,
+        Kind::Check,
+        Cmd::new("sh").dir(&ws.root).args(["-c", &script]),
+    ));
 }
 
 fn miri(ws: &Workspace, steps: &mut Vec<Step>) {

@@ -11,6 +11,7 @@ use core::ffi::c_void;
 
 use super::Backend;
 use crate::error::Error;
+use crate::CacheInfo;
 
 extern "C" {
     fn sys_icache_invalidate(start: *mut c_void, len: usize);
@@ -56,12 +57,56 @@ impl Backend for Apple {
     // tagged, so cleaning through it cleans the bytes written through the
     // other alias.
 
+    /// The line size XNU reports, `hw.cachelinesize` (sysctl(3): "the
+    /// cache line size in bytes"; XNU fills it from `ml_cpu_info`'s
+    /// `cache_line_size`, 128 on Apple M1). XNU reports one size, so it is
+    /// given for both caches; `sys_icache_invalidate` steps by it itself.
+    fn cache_info() -> CacheInfo {
+        let line = cache_line_size();
+        CacheInfo {
+            mechanism: Self::MECHANISM,
+            pipeline_flush_mechanism: Self::PIPELINE_MECHANISM,
+            cross_modify_mechanism: Self::CROSS_MODIFY_MECHANISM,
+            sync_this_thread_mechanism: Self::SYNC_THIS_THREAD_MECHANISM,
+            data_line: line,
+            instruction_line: line,
+            needs_clean: true,
+            needs_invalidate: true,
+            pipeline_flush_needed: true,
+        }
+    }
+
     fn pipeline_flush_mt() -> Result<(), Error> {
         mach::sync_other_threads()?;
         // SAFETY: as above.
         unsafe { asm!("isb", options(nostack, preserves_flags)) };
         Ok(())
     }
+}
+
+/// `sysctlbyname("hw.cachelinesize")`: a 64-bit integer on current XNU
+/// (`CTLTYPE_QUAD`), 32 bits on older ones; both are accepted.
+fn cache_line_size() -> Option<usize> {
+    let mut value: u64 = 0;
+    let mut size = core::mem::size_of::<u64>();
+    // SAFETY: the name is NUL-terminated, `value` holds `size` bytes, and
+    // no new value is set.
+    let r = unsafe {
+        libc::sysctlbyname(
+            c"hw.cachelinesize".as_ptr(),
+            (&mut value as *mut u64).cast(),
+            &mut size,
+            core::ptr::null_mut(),
+            0,
+        )
+    };
+    let value = match (r, size) {
+        (0, 8) => value,
+        // A 32-bit value lands in the first four bytes of `value`.
+        (0, 4) => u64::from(u32::from_ne_bytes(value.to_ne_bytes()[..4].try_into().ok()?)),
+        _ => return None,
+    };
+    usize::try_from(value).ok().filter(|&v| v != 0)
 }
 
 /// Broadcast context synchronization on XNU.

@@ -22,6 +22,8 @@
 
 use super::Backend;
 use crate::error::Error;
+#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+use crate::CacheInfo;
 
 /// Coherent instruction fetch: nothing to do.
 pub(crate) struct Coherent;
@@ -45,6 +47,31 @@ impl Backend for Coherent {
     #[inline(always)]
     fn pipeline_flush_mt() -> Result<(), Error> {
         Ok(())
+    }
+
+    /// x86: nothing is maintained, but JITs still want the line size (to
+    /// keep a patched instruction inside one line, which the SDM's
+    /// cross-modifying rules make atomic for fetch): CPUID leaf 1's CLFLUSH
+    /// line size ([`crate::line_sizes::clflush_line`]).
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    fn cache_info() -> CacheInfo {
+        #[cfg(target_arch = "x86")]
+        use core::arch::x86::__cpuid;
+        #[cfg(target_arch = "x86_64")]
+        use core::arch::x86_64::__cpuid;
+        let leaf1 = __cpuid(1);
+        let line = crate::line_sizes::clflush_line(leaf1.ebx, leaf1.edx);
+        CacheInfo {
+            mechanism: Self::MECHANISM,
+            pipeline_flush_mechanism: Self::PIPELINE_MECHANISM,
+            cross_modify_mechanism: Self::CROSS_MODIFY_MECHANISM,
+            sync_this_thread_mechanism: Self::SYNC_THIS_THREAD_MECHANISM,
+            data_line: line,
+            instruction_line: line,
+            needs_clean: false,
+            needs_invalidate: false,
+            pipeline_flush_needed: false,
+        }
     }
 
     /// Cross-modifying code on x86 (Intel SDM vol. 3, 9.1.3) and s390x needs

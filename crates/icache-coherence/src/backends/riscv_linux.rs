@@ -17,6 +17,9 @@
 //! this process again. When the syscall returns, every thread has therefore
 //! passed the fetch synchronization, ordered after the caller's stores.
 //!
+//! With the `one-core` feature the program runs on one hart by contract, so
+//! `clear_cache` is that hart's own `fence.i`, no system call.
+//!
 //! Under qemu-user 7.2 the syscall is answered inside QEMU (it returns 0 and
 //! shows in neither `-strace` nor a plugin's syscall callback).
 
@@ -54,7 +57,7 @@ impl Backend for RiscvLinux {
     // fail.
 
     unsafe fn clear_cache(start: usize, len: usize) -> Result<(), Error> {
-        if USER_FENCE_I.load(Relaxed) {
+        if local_fence_i() {
             fence_i();
             return Ok(());
         }
@@ -66,7 +69,7 @@ impl Backend for RiscvLinux {
     unsafe fn clear_cache_ranges(
         ranges: impl Iterator<Item = (usize, usize)> + Clone,
     ) -> Result<(), Error> {
-        if USER_FENCE_I.load(Relaxed) {
+        if local_fence_i() {
             fence_i();
             return Ok(());
         }
@@ -99,7 +102,7 @@ impl Backend for RiscvLinux {
     /// migration: the reader runs its own.
     #[inline(always)]
     fn sync_this_thread() {
-        if USER_FENCE_I.load(Relaxed) {
+        if local_fence_i() {
             fence_i();
         }
     }
@@ -114,7 +117,13 @@ impl Backend for RiscvLinux {
     fn cache_info() -> CacheInfo {
         let user = USER_FENCE_I.load(Relaxed);
         CacheInfo {
-            mechanism: if user { "fence.i (PR_RISCV_SET_ICACHE_FLUSH_CTX on)" } else { MECHANISM },
+            mechanism: if cfg!(feature = "one-core") {
+                "fence.i (one-core feature: the only hart)"
+            } else if user {
+                "fence.i (PR_RISCV_SET_ICACHE_FLUSH_CTX on)"
+            } else {
+                MECHANISM
+            },
             pipeline_flush_mechanism: if user {
                 crate::membarrier::SYNC_CORE
             } else {
@@ -137,6 +146,15 @@ impl Backend for RiscvLinux {
             pipeline_flush_needed: user,
         }
     }
+}
+
+/// Whether `clear_cache` is a local `fence.i`: after the prctl opt-in, or
+/// always with the `one-core` feature, whose program runs on one hart, so
+/// that hart's own `fence.i` is every hart's (the meaning upstream's
+/// `one-core` feature gives it too).
+#[inline(always)]
+fn local_fence_i() -> bool {
+    cfg!(feature = "one-core") || USER_FENCE_I.load(Relaxed)
 }
 
 fn flush_all_harts(start: usize, end: usize) -> Result<(), Error> {

@@ -31,6 +31,7 @@ use windows_sys::Win32::System::Threading::GetCurrentProcess;
 
 use super::Backend;
 use crate::error::Error;
+use crate::CacheInfo;
 
 const FLUSH_NEEDED: bool = !cfg!(any(target_arch = "x86", target_arch = "x86_64"));
 
@@ -76,6 +77,26 @@ impl Backend for Windows {
         Ok(())
     }
 
+    /// The line sizes Windows reports: the smallest level-1 lines of the
+    /// `GetLogicalProcessorInformation` cache descriptors
+    /// ([`crate::line_sizes::l1_lines`]). The buffer is sized by a first
+    /// call, so this needs `std` (an allocation); without it the sizes are
+    /// `None`.
+    fn cache_info() -> CacheInfo {
+        let (data_line, instruction_line) = windows_lines();
+        CacheInfo {
+            mechanism: Self::MECHANISM,
+            pipeline_flush_mechanism: Self::PIPELINE_MECHANISM,
+            cross_modify_mechanism: Self::CROSS_MODIFY_MECHANISM,
+            sync_this_thread_mechanism: Self::SYNC_THIS_THREAD_MECHANISM,
+            data_line,
+            instruction_line,
+            needs_clean: FLUSH_NEEDED,
+            needs_invalidate: FLUSH_NEEDED,
+            pipeline_flush_needed: FLUSH_NEEDED,
+        }
+    }
+
     /// Cross-modifying code: `FlushProcessWriteBuffers` interrupts every
     /// processor running a thread of the process; the return from that
     /// interrupt serializes x86 cores (IRET is serializing, Intel SDM 9.1.3...
@@ -86,6 +107,39 @@ impl Backend for Windows {
         caller_isb();
         Ok(())
     }
+}
+
+/// `GetLogicalProcessorInformation` (Microsoft Learn): called once with no
+/// buffer, it fails with `ERROR_INSUFFICIENT_BUFFER` and the length needed;
+/// the second call fills one `SYSTEM_LOGICAL_PROCESSOR_INFORMATION` per
+/// relationship, and those with `Relationship == RelationCache` carry a
+/// `CACHE_DESCRIPTOR`.
+#[cfg(icache_std)]
+fn windows_lines() -> (Option<usize>, Option<usize>) {
+    use windows_sys::Win32::System::SystemInformation::{
+        GetLogicalProcessorInformation, RelationCache, SYSTEM_LOGICAL_PROCESSOR_INFORMATION,
+    };
+    const ENTRY: usize = core::mem::size_of::<SYSTEM_LOGICAL_PROCESSOR_INFORMATION>();
+    let mut bytes: u32 = 0;
+    // SAFETY: a null buffer with length 0 only asks for the length.
+    unsafe { GetLogicalProcessorInformation(core::ptr::null_mut(), &mut bytes) };
+    let mut entries = std::vec![SYSTEM_LOGICAL_PROCESSOR_INFORMATION::default(); bytes as usize / ENTRY + 1];
+    let mut bytes = (entries.len() * ENTRY) as u32;
+    // SAFETY: `entries` holds `bytes` bytes.
+    if unsafe { GetLogicalProcessorInformation(entries.as_mut_ptr(), &mut bytes) } == 0 {
+        return (None, None);
+    }
+    entries.truncate(bytes as usize / ENTRY);
+    crate::line_sizes::l1_lines(entries.iter().filter(|e| e.Relationship == RelationCache).map(|e| {
+        // SAFETY: `Cache` is the union's member for RelationCache entries.
+        let c = unsafe { e.Anonymous.Cache };
+        (c.Level, c.Type, c.LineSize)
+    }))
+}
+
+#[cfg(not(icache_std))]
+fn windows_lines() -> (Option<usize>, Option<usize>) {
+    (None, None)
 }
 
 /// Arm64: the calling thread's own context synchronization, so that its
