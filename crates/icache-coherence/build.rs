@@ -78,6 +78,13 @@ impl Target {
             .any(|p| self.triple.starts_with(p))
     }
 
+    /// Armv6-M and Armv8-M Baseline: no caches in the architecture.
+    fn m_profile_without_caches(&self) -> bool {
+        ["thumbv6m-", "thumbv8m.base-"]
+            .iter()
+            .any(|p| self.triple.starts_with(p))
+    }
+
     /// Armv7-A, Armv7-R and Armv8-R AArch32 (not M profile): CP15 cache
     /// maintenance by address, at PL1.
     fn a_or_r_profile_v7(&self) -> bool {
@@ -163,6 +170,8 @@ fn choose(t: &Target) -> Option<Choice> {
         backend("arm_bsd_sysarch", false, Calls::Errno)
     } else if t.arch == "arm" && t.os == "none" && t.m_profile_with_caches() {
         backend("arm_m_scb", true, Calls::None)
+    } else if t.arch == "arm" && t.os == "none" && t.m_profile_without_caches() {
+        backend("arm_m_barriers", false, Calls::None)
     } else if t.arch == "arm" && t.os == "none" && t.a_or_r_profile_v7() {
         backend("arm_cp15", true, Calls::None)
     } else if t.arch_in(RISCV) && t.os == "none" {

@@ -76,6 +76,7 @@ pub const DEFAULT_FEATURES_BUILD: &[&str] = &[
     "aarch64-unknown-uefi",
     "aarch64-unknown-fuchsia",
     "thumbv7em-none-eabihf",
+    "thumbv6m-none-eabi",
     "armv7a-none-eabi",
     "x86_64-unknown-none",
     "riscv32imac-unknown-none-elf",

@@ -211,6 +211,8 @@ backends! {
     "arm_cp15" => arm_cp15::ArmCp15;
     /// Armv7-M / Armv8-M Mainline bare metal: the SCB's cache maintenance registers.
     "arm_m_scb" => arm_m_scb::ArmMScb;
+    /// Armv6-M / Armv8-M Baseline bare metal: no caches, dsb / isb.
+    "arm_m_barriers" => arm_m_barriers::ArmMBarriers;
     /// WebAssembly: cannot execute bytes it wrote, nothing to do.
     "wasm" => wasm::Wasm;
 }
