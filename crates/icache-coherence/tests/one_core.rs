@@ -9,6 +9,9 @@
 
 #![cfg(all(not(miri), feature = "one-core"))]
 
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+mod seccomp;
+
 use icache_coherence::{cache_info, cross_modify_flush_mt, pipeline_flush_mt};
 
 #[test]
@@ -69,49 +72,14 @@ fn no_flush_makes_a_membarrier_call() {
     );
 }
 
-/// A seccomp filter that kills the process on membarrier (classic BPF:
-/// include/uapi/linux/filter.h and seccomp.h).
+/// A seccomp filter that kills the process on membarrier.
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 fn kill_on_membarrier() -> std::io::Result<()> {
-    #[repr(C)]
-    struct SockFilter {
-        code: u16,
-        jt: u8,
-        jf: u8,
-        k: u32,
-    }
-    #[repr(C)]
-    struct SockFprog {
-        len: u16,
-        filter: *const SockFilter,
-    }
-    const LD_W_ABS: u16 = 0x20;
-    const JEQ_K: u16 = 0x15;
-    const RET_K: u16 = 0x06;
-    const RET_ALLOW: u32 = 0x7fff_0000;
-    const RET_KILL_PROCESS: u32 = 0x8000_0000;
-    let op = |code, jt, jf, k| SockFilter { code, jt, jf, k };
-    let prog = [
+    use seccomp::*;
+    seccomp::install(&[
         op(LD_W_ABS, 0, 0, 0), // the syscall number
         op(JEQ_K, 0, 1, libc::SYS_membarrier as u32),
         op(RET_K, 0, 0, RET_KILL_PROCESS),
         op(RET_K, 0, 0, RET_ALLOW),
-    ];
-    let fprog = SockFprog {
-        len: prog.len() as u16,
-        filter: prog.as_ptr(),
-    };
-    // SAFETY: a valid filter program that outlives the call.
-    unsafe {
-        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-            || libc::prctl(
-                libc::PR_SET_SECCOMP,
-                2, /* SECCOMP_MODE_FILTER */
-                &fprog,
-            ) != 0
-        {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
+    ])
 }

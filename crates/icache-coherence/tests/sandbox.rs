@@ -16,7 +16,10 @@
 // (tests/one_core.rs checks that instead).
 #![cfg(all(not(miri), target_os = "linux", not(feature = "one-core")))]
 
+mod seccomp;
+
 use icache_coherence::{cache_info, cross_modify_flush_mt, pipeline_flush_mt, Error};
+use seccomp::*;
 use std::io::ErrorKind;
 
 const QUERY: &str = "membarrier(MEMBARRIER_CMD_QUERY)";
@@ -36,35 +39,6 @@ fn expected(mode: &str) -> (ErrorKind, &'static str, i32) {
         "einval-sync-core" => (ErrorKind::Unsupported, REGISTER, libc::EINVAL),
         other => panic!("unknown sandbox mode {other:?}"),
     }
-}
-
-/// Classic BPF for seccomp (include/uapi/linux/filter.h, seccomp.h).
-#[repr(C)]
-struct SockFilter {
-    code: u16,
-    jt: u8,
-    jf: u8,
-    k: u32,
-}
-#[repr(C)]
-struct SockFprog {
-    len: u16,
-    filter: *const SockFilter,
-}
-const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
-const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
-const RET_K: u16 = 0x06; // BPF_RET | BPF_K
-const RET_ALLOW: u32 = 0x7fff_0000;
-const RET_ERRNO: u32 = 0x0005_0000;
-/// `offsetof(struct seccomp_data, args[0])`, low 32 bits of the argument.
-const ARG0_LOW: u32 = if cfg!(target_endian = "little") {
-    16
-} else {
-    20
-};
-
-fn op(code: u16, jt: u8, jf: u8, k: u32) -> SockFilter {
-    SockFilter { code, jt, jf, k }
 }
 
 /// Makes membarrier fail as `mode` says, for this process and its children.
@@ -94,22 +68,7 @@ fn install_filter(mode: &str) -> std::io::Result<()> {
             op(RET_K, 0, 0, RET_ALLOW),
         ],
     };
-    let fprog = SockFprog {
-        len: prog.len() as u16,
-        filter: prog.as_ptr(),
-    };
-    unsafe {
-        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-            || libc::prctl(
-                libc::PR_SET_SECCOMP,
-                2, /* SECCOMP_MODE_FILTER */
-                &fprog,
-            ) != 0
-        {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
+    seccomp::install(&prog)
 }
 
 fn assert_documented(result: std::io::Result<()>, mode: &str, what: &str) {
