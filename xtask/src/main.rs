@@ -31,6 +31,7 @@ mod mutants;
 mod reliability;
 mod setup;
 mod speed;
+mod spurious;
 mod targets;
 
 use cmd::Result;
@@ -74,6 +75,11 @@ const COMMANDS: &[(&str, Command, &str)] = &[
         "checker-speed",
         speed::main,
         "the checker's user CPU against plain qemu on a hot JIT loop, alone and beside a spinning thread [--iters N] [--cpu MODEL]",
+    ),
+    (
+        "spurious",
+        spurious::main,
+        "run the whole aarch64 suite under icache-check N times, fail on any report [--runs N (200)] [--cpu MODEL] [--jobs J]",
     ),
     (
         "mutants",
