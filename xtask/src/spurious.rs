@@ -112,12 +112,7 @@ struct Tally {
 
 /// Runs every binary once under the checker, `jobs` at a time, and returns
 /// their outcomes in the order of `binaries`.
-fn run_all(
-    checker: &Path,
-    binaries: &[String],
-    o: &Options,
-    dir: &Path,
-) -> Vec<Result<Outcome>> {
+fn run_all(checker: &Path, binaries: &[String], o: &Options, dir: &Path) -> Vec<Result<Outcome>> {
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Result<Outcome>>>> =
         Mutex::new(binaries.iter().map(|_| None).collect());
