@@ -5,6 +5,8 @@
 //!   wine, the Rust targets and nightly components, and prepares the wine
 //!   prefix in `target/wine-prefix`. After it, `cargo test --target <triple>`
 //!   works by itself for every target with a runner in `.cargo/config.toml`.
+//! - `cargo xtask checker-speed` and `cargo xtask spurious` measure the
+//!   checker (`src/speed.rs`, `src/spurious.rs`); not part of CI.
 //! - `cargo xtask ci` runs setup and the whole matrix (`src/ci/matrix.rs`),
 //!   then prints a summary table (also saved to `target/ci-summary.txt`).
 //!   During development, `--only <substring>` (repeatable) runs the steps
@@ -28,6 +30,8 @@ mod cmd;
 mod mutants;
 mod reliability;
 mod setup;
+mod speed;
+mod spurious;
 mod targets;
 
 use cmd::Result;
@@ -66,6 +70,16 @@ const COMMANDS: &[(&str, Command, &str)] = &[
         "bench",
         bench::main,
         "count instructions of clear_cache and its peers under qemu; regenerate BENCHMARKS.md [--smoke]",
+    ),
+    (
+        "checker-speed",
+        speed::main,
+        "the checker's user CPU against plain qemu on a hot JIT loop, alone and beside a spinning thread [--iters N] [--cpu MODEL]",
+    ),
+    (
+        "spurious",
+        spurious::main,
+        "run the whole aarch64 suite under icache-check N times, fail on any report [--runs N (200)] [--cpu MODEL] [--jobs J]",
     ),
     (
         "mutants",
@@ -107,7 +121,7 @@ impl Workspace {
 fn usage() -> String {
     let mut s = String::from("usage: cargo xtask <command> [args]\n\ncommands:\n");
     for (name, _, help) in COMMANDS {
-        s.push_str(&format!("  {name:<8} {help}\n"));
+        s.push_str(&format!("  {name:<13} {help}\n"));
     }
     s
 }

@@ -147,7 +147,7 @@ fn test_binary(ws: &Workspace, target: Option<&str>, test: &str) -> Result<PathB
 }
 
 /// The value of `"executable":"..."` in one cargo JSON message, if any.
-fn executable(line: &str) -> Option<String> {
+pub(crate) fn executable(line: &str) -> Option<String> {
     let rest = line.split(r#""executable":""#).nth(1)?;
     let end = rest.find('"')?;
     Some(rest[..end].replace(r"\\", r"\"))

@@ -38,6 +38,10 @@ pub enum Insn {
     Isb,
     /// `svc #imm`: a system call.
     Svc,
+    /// A store-release (`stlr`, `stlrb`, `stlrh`, `stlxr` and its sizes and
+    /// pairs): every earlier load and store of the thread is ordered before
+    /// its store (Arm ARM B2.3.7, "Release semantics").
+    StoreRelease,
     /// Anything else.
     Other,
 }
@@ -90,6 +94,13 @@ const DSB_BITS: u32 = 0xd503_309f;
 const ISB_BITS: u32 = 0xd503_30df;
 // DMB has op2 = 101 (C6.2.81).
 const DMB_BITS: u32 = 0xd503_30bf;
+// Load/store exclusive and ordered (C4.1.94): size 001000 o2 L o1 Rs o0 Rt2 Rn
+// Rt. A store (L = 0) with o0 = 1 is a release: STLR* (o2 = 1, o1 = 0),
+// STLXR* (o2 = 0, o1 = 0) and STLXP (o2 = 0, o1 = 1, bit 31 = 1). CAS* (o2 = 1,
+// o1 = 1) and CASP* (o2 = 0, o1 = 1, bit 31 = 0) are left out: the model
+// counts no compare-and-swap as a release, which can only add reports.
+const EXCL_MASK: u32 = 0x3f40_8000;
+const EXCL_STORE_RELEASE: u32 = 0x0800_8000;
 // SVC is 1101_0100_000 imm16 000_01 (C6.2.365).
 const SVC_MASK: u32 = 0xffe0_001f;
 const SVC_BITS: u32 = 0xd400_0001;
@@ -131,6 +142,13 @@ pub fn decode(word: u32) -> Insn {
     }
     if word & SVC_MASK == SVC_BITS {
         return Insn::Svc;
+    }
+    if word & EXCL_MASK == EXCL_STORE_RELEASE {
+        let (o2, o1, bit31) = ((word >> 23) & 1, (word >> 21) & 1, word >> 31);
+        let cas = o1 == 1 && (o2 == 1 || bit31 == 0);
+        if !cas {
+            return Insn::StoreRelease;
+        }
     }
     Insn::Other
 }
@@ -342,6 +360,34 @@ mod tests {
         ];
         for word in others {
             assert!(!is_concurrently_modifiable(word), "{word:#010x}");
+        }
+    }
+
+    #[test]
+    fn store_releases_decode_and_other_ordered_accesses_do_not() {
+        // Words as assembled by aarch64-linux-gnu-as -march=armv8.1-a.
+        for (word, text) in [
+            (0xc89f_fc01, "stlr x1, [x0]"),
+            (0x889f_fc01, "stlr w1, [x0]"),
+            (0x089f_fc01, "stlrb w1, [x0]"),
+            (0x489f_fc01, "stlrh w1, [x0]"),
+            (0xc802_fc01, "stlxr w2, x1, [x0]"),
+            (0x0802_fc01, "stlxrb w2, w1, [x0]"),
+            (0xc823_8801, "stlxp w3, x1, x2, [x0]"),
+        ] {
+            assert_eq!(decode(word), Insn::StoreRelease, "{text}");
+        }
+        for (word, text) in [
+            (0xc802_7c01, "stxr w2, x1, [x0]"),
+            (0xc8df_fc01, "ldar x1, [x0]"),
+            (0xc85f_fc01, "ldaxr x1, [x0]"),
+            (0xc89f_7c01, "stllr x1, [x0]"),
+            (0xc8e1_fc02, "casal x1, x2, [x0]"),
+            (0xc8a1_fc02, "casl x1, x2, [x0]"),
+            (0x4822_fc04, "caspl x2, x3, x4, x5, [x0]"),
+            (0xf900_0001, "str x1, [x0]"),
+        ] {
+            assert_eq!(decode(word), Insn::Other, "{text}");
         }
     }
 }

@@ -196,6 +196,16 @@ impl Model {
         }
     }
 
+    /// Whether the model needs every execution of `insn` (the plugin asks at
+    /// translation). A store-release matters only with IDC, and is frequent
+    /// in compiled code, so it is watched only then.
+    pub fn needs_execution(&self, insn: Insn) -> bool {
+        match insn {
+            Insn::StoreRelease => self.cfg.idc,
+            _ => insn.is_interesting(),
+        }
+    }
+
     /// The configuration in use.
     pub fn config(&self) -> Config {
         self.cfg
@@ -335,6 +345,11 @@ impl Model {
             }
             Insn::Dsb(opt) => self.dsb(v, opt, now),
             Insn::Dmb(opt) => self.dmb(v, opt),
+            // With IDC, a store-release orders the earlier stores before its
+            // own store as `dmb ishst; str` does (Arm ARM B2.3.7), and issue
+            // 11 lists it beside `dmb ishst`. Without IDC it publishes no
+            // clean: whether it orders an earlier `dc` is not taken (stricter).
+            Insn::StoreRelease if self.cfg.idc => self.dmb(v, DsbOption(0b1010)),
             Insn::Isb => {
                 if self.cfg.idc && self.cfg.dic {
                     // Rule 7 with IDC and DIC: an observed store needs only
@@ -346,7 +361,7 @@ impl Model {
                     self.sync(v, now);
                 }
             }
-            Insn::Svc | Insn::Other => {}
+            Insn::Svc | Insn::StoreRelease | Insn::Other => {}
         }
     }
 

@@ -243,7 +243,7 @@ unsafe extern "C" fn tb_trans(_id: qemu_plugin_id_t, tb: *mut qemu_plugin_tb) {
             prev,
         };
         prev = insn.address_register().map(|_| insn);
-        if !(desc.check || insn.is_interesting() || desc.prev.is_some()) {
+        if !(desc.check || g.model.needs_execution(insn) || desc.prev.is_some()) {
             continue;
         }
         let interned: &'static Desc = g

@@ -29,6 +29,8 @@ enum E {
     DsbOpt(u32, u8),
     Dmb(u32, u8),
     Isb(u32),
+    /// A store-release's ordering, before its own store (a `Store` next).
+    Rel(u32),
     Syscall(u32, i64, [u64; 3], i64),
     Exec(u32, u64),
     /// An execution of a given instruction word.
@@ -58,6 +60,7 @@ fn run(cfg: Config, script: &[E]) -> Vec<Violation> {
             DsbOpt(v, crm) => m.maintenance(v, Insn::Dsb(DsbOption(crm)), 0),
             Dmb(v, crm) => m.maintenance(v, Insn::Dmb(DsbOption(crm)), 0),
             Isb(v) => m.maintenance(v, Insn::Isb, 0),
+            Rel(v) => m.maintenance(v, Insn::StoreRelease, 0),
             Syscall(v, num, args, ret) => {
                 m.syscall(v, num, args);
                 m.syscall_return(v, num, ret);
@@ -591,6 +594,39 @@ fn with_idc_a_store_ordered_by_dmb_ishst_is_clean_for_the_observer() {
     let mut s = vec![Start(0), Start(1), Store(0, CODE)];
     s.extend([Dmb(0, ISHST), Store(0, FLAG), Dsb(1), Isb(1), Exec(1, CODE)]);
     assert_eq!(only(&run(IDC, &s)), (Missing::NotInvalidated, CODE));
+}
+
+#[test]
+fn with_idc_a_store_ordered_by_a_store_release_is_clean_for_the_observer() {
+    // Issue 11: with IDC, a store ordered before the `ic` by a store-release
+    // is enough, as with `dmb ishst`. The flag store is the `stlr`'s own.
+    let stlr = |v| [Rel(v), Store(v, FLAG)];
+    let mut s = vec![Start(0), Start(1), Store(0, CODE)];
+    s.extend(stlr(0));
+    s.extend([Dsb(1), Ic(1, CODE), Dsb(1), Isb(1), Exec(1, CODE)]);
+    assert_eq!(run(IDC, &s), vec![]);
+    // Without IDC the data is not cleaned.
+    assert_eq!(only(&run(A72, &s)), (Missing::NotCleaned, CODE));
+    // The observer's maintenance before the release publishes nothing.
+    let mut s = vec![Start(0), Start(1), Store(0, CODE)];
+    s.extend([Dsb(1), Ic(1, CODE), Dsb(1), Isb(1)]);
+    s.extend(stlr(0));
+    s.push(Exec(1, CODE));
+    assert_eq!(only(&run(IDC, &s)), (Missing::NotCleaned, CODE));
+    // A store after the release is not ordered by it.
+    let mut s = vec![Start(0), Start(1)];
+    s.extend(stlr(0));
+    s.extend([Store(0, CODE), Store(0, FLAG)]);
+    s.extend([Dsb(1), Ic(1, CODE), Dsb(1), Isb(1), Exec(1, CODE)]);
+    assert_eq!(only(&run(IDC, &s)), (Missing::NotCleaned, CODE));
+}
+
+#[test]
+fn a_store_release_is_watched_only_with_idc() {
+    assert!(!Model::new(A72).needs_execution(Insn::StoreRelease));
+    assert!(Model::new(IDC).needs_execution(Insn::StoreRelease));
+    assert!(Model::new(A72).needs_execution(Insn::Isb));
+    assert!(!Model::new(IDC).needs_execution(Insn::Other));
 }
 
 #[test]

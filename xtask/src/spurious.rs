@@ -1,0 +1,278 @@
+//! `cargo xtask spurious [--runs N] [--cpu MODEL] [--jobs J]`: issue 11, item
+//! 5. Runs the library's whole aarch64 suite under the checker N times in a
+//! row (default 200) and fails if any run reports a violation. The suite is
+//! correct code, so every report is a spurious one (or a library bug).
+//!
+//! The suite is built once (`cargo test --no-run`, which also builds the
+//! example `jit` that CI runs under the checker), then every executable is run
+//! by the checker directly, as cargo's runner would run it (the same
+//! `QEMU_CPU`, the package folder as working directory), J at a time (default:
+//! the number of CPUs). Running them side by side also puts the machine under
+//! the load in which the rare "no context synchronization" report on the
+//! `jit` test was once seen. A running tally is printed after every run.
+//! Not part of CI: 200 runs take hours.
+
+use crate::checker::{self, Summary};
+use crate::cmd::{Cmd, Result};
+use crate::targets::{CHECKER_TARGET, DEFAULT_CPU};
+use crate::{reliability, Workspace, LIB};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const DEFAULT_RUNS: u32 = 200;
+/// Far above the slowest binary's time under the checker (about a minute).
+const LIMIT: Duration = Duration::from_secs(900);
+
+#[derive(Debug, PartialEq, Eq)]
+struct Options {
+    runs: u32,
+    cpu: String,
+    jobs: usize,
+}
+
+pub fn main(ws: &Workspace, args: &[String]) -> Result {
+    let o = parse_args(args)?;
+    let checker = checker::built(ws)?;
+    let json = checker::runner_env(Cmd::new("cargo").dir(&ws.root), ws, &o.cpu)
+        .args(["test", "-p", LIB, "--target", CHECKER_TARGET])
+        .args(["--no-run", "--message-format=json"])
+        .stdout()?;
+    let binaries: Vec<String> = json
+        .lines()
+        .filter(|l| l.contains(r#""reason":"compiler-artifact""#))
+        .filter_map(reliability::executable)
+        .collect();
+    if binaries.is_empty() {
+        return Err("cargo built no test executable".to_string());
+    }
+    let package_dir = ws.root.join("crates").join(LIB);
+    let mut tally = Tally::default();
+    for run in 1..=o.runs {
+        let start = Instant::now();
+        let results = run_all(&checker, &binaries, &o, &package_dir);
+        let mut this_run = 0;
+        for (binary, result) in binaries.iter().zip(results) {
+            let name = binary.rsplit('/').next().unwrap_or(binary);
+            match result {
+                Ok(outcome) => {
+                    this_run += outcome.violations;
+                    for line in outcome.reports {
+                        println!("spurious: run {run}, {name}: {line}");
+                    }
+                    if let Some(problem) = outcome.problem {
+                        println!("spurious: run {run}, {name}: {problem}");
+                        tally.failures += 1;
+                    }
+                }
+                Err(e) => {
+                    println!("spurious: run {run}, {name}: {e}");
+                    tally.failures += 1;
+                }
+            }
+        }
+        tally.runs += 1;
+        tally.violations += this_run;
+        if this_run > 0 {
+            tally.runs_with_violations += 1;
+        }
+        println!(
+            "spurious: run {run}/{} ({} executables, {:.0} s): {this_run} violations; \
+             so far {} violations in {} of {} runs, {} other failures",
+            o.runs,
+            binaries.len(),
+            start.elapsed().as_secs_f64(),
+            tally.violations,
+            tally.runs_with_violations,
+            tally.runs,
+            tally.failures,
+        );
+    }
+    if tally.violations > 0 || tally.failures > 0 {
+        return Err(format!(
+            "{} violations in {} of {} runs, {} other failures",
+            tally.violations, tally.runs_with_violations, tally.runs, tally.failures
+        ));
+    }
+    println!(
+        "spurious: 0 violations in {} consecutive runs of the aarch64 suite on {}",
+        tally.runs, o.cpu
+    );
+    Ok(())
+}
+
+#[derive(Default)]
+struct Tally {
+    runs: u32,
+    runs_with_violations: u32,
+    violations: u64,
+    failures: u32,
+}
+
+/// Runs every binary once under the checker, `jobs` at a time, and returns
+/// their outcomes in the order of `binaries`.
+fn run_all(checker: &Path, binaries: &[String], o: &Options, dir: &Path) -> Vec<Result<Outcome>> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<Outcome>>>> =
+        Mutex::new(binaries.iter().map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..o.jobs {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(binary) = binaries.get(i) else { break };
+                let out = Cmd::new(&checker.display().to_string())
+                    .args(["--cpu", &o.cpu, "--", binary])
+                    .env("QEMU_CPU", o.cpu.clone())
+                    .dir(dir)
+                    .output(Some(LIMIT))
+                    .map(|out| {
+                        let code = out.status.and_then(|s| s.code());
+                        outcome(&out.stderr, code)
+                    });
+                if let Ok(mut r) = results.lock() {
+                    r[i] = Some(out);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err("not run".to_string())))
+        .collect()
+}
+
+/// What one checked process tree printed and how it ended.
+#[derive(Debug, PartialEq, Eq)]
+struct Outcome {
+    /// The sum of the violation counts of every summary line (each process
+    /// of the tree prints its own).
+    violations: u64,
+    /// The checker's violation lines, to show.
+    reports: Vec<String>,
+    /// Why the run is not a clean pass, other than violations: a failed
+    /// test, a checker error, no summary, a time limit.
+    problem: Option<String>,
+}
+
+fn outcome(stderr: &str, code: Option<i32>) -> Outcome {
+    let summaries: Vec<Summary> = Summary::all_in(stderr).collect();
+    let violations = summaries.iter().map(|s| s.violations).sum::<u64>();
+    let reports = stderr
+        .lines()
+        .filter(|l| l.starts_with("icache-check: violation"))
+        .map(str::to_string)
+        .collect();
+    let problem = match code {
+        None => Some(format!("killed after {} s", LIMIT.as_secs())),
+        Some(_) if summaries.is_empty() => Some("the checker printed no summary".to_string()),
+        Some(0) => None,
+        Some(checker::EXIT_VIOLATIONS) if violations > 0 => None,
+        Some(c) => Some(format!(
+            "exit status {c}; last lines:\n{}",
+            last_lines(stderr, 15)
+        )),
+    };
+    Outcome {
+        violations,
+        reports,
+        problem,
+    }
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn parse_args(args: &[String]) -> Result<Options> {
+    let usage = || "usage: cargo xtask spurious [--runs N] [--cpu MODEL] [--jobs J]".to_string();
+    let mut o = Options {
+        runs: DEFAULT_RUNS,
+        cpu: DEFAULT_CPU.to_string(),
+        jobs: std::thread::available_parallelism().map_or(1, usize::from),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let value = it.next().ok_or_else(usage)?;
+        match a.as_str() {
+            "--runs" => o.runs = value.parse().ok().filter(|&n| n > 0).ok_or_else(usage)?,
+            "--jobs" => o.jobs = value.parse().ok().filter(|&n| n > 0).ok_or_else(usage)?,
+            "--cpu" => o.cpu = value.clone(),
+            _ => return Err(usage()),
+        }
+    }
+    Ok(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn options_default_to_200_runs_and_are_read() {
+        let o = parse_args(&[]).unwrap();
+        assert_eq!((o.runs, o.cpu.as_str()), (200, DEFAULT_CPU));
+        let o = parse_args(&args(&["--runs", "3", "--cpu", "a64fx", "--jobs", "1"])).unwrap();
+        assert_eq!(
+            o,
+            Options {
+                runs: 3,
+                cpu: "a64fx".to_string(),
+                jobs: 1
+            }
+        );
+        for bad in [
+            &["--runs", "0"][..],
+            &["--runs"],
+            &["--jobs", "x"],
+            &["-n", "1"],
+        ] {
+            assert!(parse_args(&args(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    const CLEAN: &str = "running 3 tests\n\
+        icache-check: 0 violations, 4 code stores, 6 maintenance ops, 2 vCPUs\n\
+        icache-check: by class: 0 maintenance, 0 sync, 0 patch-site\n";
+
+    #[test]
+    fn a_clean_run_has_no_violations_and_no_problem() {
+        assert_eq!(
+            outcome(CLEAN, Some(0)),
+            Outcome {
+                violations: 0,
+                reports: vec![],
+                problem: None
+            }
+        );
+    }
+
+    #[test]
+    fn violations_of_every_process_are_counted_and_shown() {
+        let log = "icache-check: violation: vCPU 1 executed 0x10: no context synchronization on this vCPU\n\
+            icache-check: 1 violations, 4 code stores, 6 maintenance ops, 2 vCPUs\n\
+            icache-check: 2 violations, 1 code stores, 2 maintenance ops, 1 vCPUs\n";
+        let o = outcome(log, Some(checker::EXIT_VIOLATIONS));
+        assert_eq!(o.violations, 3);
+        assert_eq!(o.reports.len(), 1);
+        assert_eq!(o.problem, None);
+    }
+
+    #[test]
+    fn failed_tests_missing_summaries_and_time_limits_are_problems() {
+        assert!(outcome(CLEAN, Some(101)).problem.unwrap().contains("101"));
+        assert!(outcome("running 3 tests\n", Some(0)).problem.is_some());
+        assert!(outcome(CLEAN, None).problem.unwrap().contains("killed"));
+        // 86 without a violation in any summary is not a clean pass either.
+        assert!(outcome(CLEAN, Some(checker::EXIT_VIOLATIONS))
+            .problem
+            .is_some());
+    }
+}
