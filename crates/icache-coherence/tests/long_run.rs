@@ -80,11 +80,13 @@ fn readers_on_the_epoch_protocol_never_run_stale_code_from_a_ring_of_pages() {
     let done = AtomicBool::new(false);
     let wrong = AtomicU64::new(0);
     let calls = AtomicU64::new(0);
+    let started = AtomicU64::new(0);
     std::thread::scope(|s| {
         for _ in 0..EPOCH_READERS {
             s.spawn(|| {
                 pin_to(Role::Reader);
                 let (mut seen, mut last_seen) = (0, 0);
+                let mut first = true;
                 while !done.load(SeqCst) {
                     let (got, want) = f.call_latest_synced(&mut seen);
                     if got != want || got < last_seen {
@@ -92,10 +94,20 @@ fn readers_on_the_epoch_protocol_never_run_stale_code_from_a_ring_of_pages() {
                     }
                     last_seen = got;
                     calls.fetch_add(1, SeqCst);
+                    if first {
+                        started.fetch_add(1, SeqCst);
+                        first = false;
+                    }
                 }
             });
         }
         pin_to(Role::Writer);
+        // Every reader is running before the first publication: on a fast
+        // host the writer could otherwise finish before any reader was
+        // scheduled, and nothing would have been tested.
+        while started.load(SeqCst) < EPOCH_READERS as u64 {
+            std::thread::yield_now();
+        }
         for value in 2..=publishes {
             f.publish(value);
         }
