@@ -141,16 +141,25 @@ pub(crate) trait Backend {
     /// What `sync_this_thread` executes, for humans.
     const SYNC_THIS_THREAD_MECHANISM: &'static str = crate::context_sync::MECHANISM;
 
+    /// The data and instruction line sizes to report where the backend
+    /// steps by no lines itself but the platform tells them (Apple's
+    /// `hw.cachelinesize`, Windows' processor information, x86 CPUID). The
+    /// default knows none.
+    fn line_sizes() -> (Option<usize>, Option<usize>) {
+        (None, None)
+    }
+
     /// What the backend does and the line sizes it uses. The default is for
-    /// backends that step by no lines themselves.
+    /// backends that step by no lines themselves ([`Backend::line_sizes`]).
     fn cache_info() -> CacheInfo {
+        let (data_line, instruction_line) = Self::line_sizes();
         CacheInfo {
             mechanism: Self::MECHANISM,
             pipeline_flush_mechanism: Self::PIPELINE_MECHANISM,
             cross_modify_mechanism: Self::CROSS_MODIFY_MECHANISM,
             sync_this_thread_mechanism: Self::SYNC_THIS_THREAD_MECHANISM,
-            data_line: None,
-            instruction_line: None,
+            data_line,
+            instruction_line,
             needs_clean: Self::MAINTENANCE_NEEDED,
             needs_invalidate: Self::MAINTENANCE_NEEDED,
             pipeline_flush_needed: Self::PIPELINE_FLUSH_NEEDED,

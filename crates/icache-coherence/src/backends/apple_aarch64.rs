@@ -11,7 +11,6 @@ use core::ffi::c_void;
 
 use super::Backend;
 use crate::error::Error;
-use crate::CacheInfo;
 
 extern "C" {
     fn sys_icache_invalidate(start: *mut c_void, len: usize);
@@ -61,19 +60,9 @@ impl Backend for Apple {
     /// cache line size in bytes"; XNU fills it from `ml_cpu_info`'s
     /// `cache_line_size`, 128 on Apple M1). XNU reports one size, so it is
     /// given for both caches; `sys_icache_invalidate` steps by it itself.
-    fn cache_info() -> CacheInfo {
+    fn line_sizes() -> (Option<usize>, Option<usize>) {
         let line = cache_line_size();
-        CacheInfo {
-            mechanism: Self::MECHANISM,
-            pipeline_flush_mechanism: Self::PIPELINE_MECHANISM,
-            cross_modify_mechanism: Self::CROSS_MODIFY_MECHANISM,
-            sync_this_thread_mechanism: Self::SYNC_THIS_THREAD_MECHANISM,
-            data_line: line,
-            instruction_line: line,
-            needs_clean: true,
-            needs_invalidate: true,
-            pipeline_flush_needed: true,
-        }
+        (line, line)
     }
 
     fn pipeline_flush_mt() -> Result<(), Error> {

@@ -22,8 +22,7 @@
 
 use super::Backend;
 use crate::error::Error;
-#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-use crate::CacheInfo;
+
 
 /// Coherent instruction fetch: nothing to do.
 pub(crate) struct Coherent;
@@ -54,24 +53,14 @@ impl Backend for Coherent {
     /// cross-modifying rules make atomic for fetch): CPUID leaf 1's CLFLUSH
     /// line size ([`crate::line_sizes::clflush_line`]).
     #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-    fn cache_info() -> CacheInfo {
+    fn line_sizes() -> (Option<usize>, Option<usize>) {
         #[cfg(target_arch = "x86")]
         use core::arch::x86::__cpuid;
         #[cfg(target_arch = "x86_64")]
         use core::arch::x86_64::__cpuid;
         let leaf1 = __cpuid(1);
         let line = crate::line_sizes::clflush_line(leaf1.ebx, leaf1.edx);
-        CacheInfo {
-            mechanism: Self::MECHANISM,
-            pipeline_flush_mechanism: Self::PIPELINE_MECHANISM,
-            cross_modify_mechanism: Self::CROSS_MODIFY_MECHANISM,
-            sync_this_thread_mechanism: Self::SYNC_THIS_THREAD_MECHANISM,
-            data_line: line,
-            instruction_line: line,
-            needs_clean: false,
-            needs_invalidate: false,
-            pipeline_flush_needed: false,
-        }
+        (line, line)
     }
 
     /// Cross-modifying code on x86 (Intel SDM vol. 3, 9.1.3) and s390x needs

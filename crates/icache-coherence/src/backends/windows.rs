@@ -31,7 +31,6 @@ use windows_sys::Win32::System::Threading::GetCurrentProcess;
 
 use super::Backend;
 use crate::error::Error;
-use crate::CacheInfo;
 
 const FLUSH_NEEDED: bool = !cfg!(any(target_arch = "x86", target_arch = "x86_64"));
 
@@ -82,19 +81,8 @@ impl Backend for Windows {
     /// ([`crate::line_sizes::l1_lines`]). The buffer is sized by a first
     /// call, so this needs `std` (an allocation); without it the sizes are
     /// `None`.
-    fn cache_info() -> CacheInfo {
-        let (data_line, instruction_line) = windows_lines();
-        CacheInfo {
-            mechanism: Self::MECHANISM,
-            pipeline_flush_mechanism: Self::PIPELINE_MECHANISM,
-            cross_modify_mechanism: Self::CROSS_MODIFY_MECHANISM,
-            sync_this_thread_mechanism: Self::SYNC_THIS_THREAD_MECHANISM,
-            data_line,
-            instruction_line,
-            needs_clean: FLUSH_NEEDED,
-            needs_invalidate: FLUSH_NEEDED,
-            pipeline_flush_needed: FLUSH_NEEDED,
-        }
+    fn line_sizes() -> (Option<usize>, Option<usize>) {
+        windows_lines()
     }
 
     /// Cross-modifying code: `FlushProcessWriteBuffers` interrupts every
