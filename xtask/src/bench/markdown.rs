@@ -87,19 +87,7 @@ pub fn patch_table(c: &CpuReport) -> String {
         } else {
             format!("one `batch(Publish::AllThreads, ..)` of {} `add`s", p.size)
         };
-        let k = &p.counts;
-        let _ = writeln!(
-            s,
-            "| {what} | {} | {} | {} | {} | {} | {} | {} ({}) |",
-            thousands(k.insns),
-            k.dc,
-            k.ic,
-            k.dsb,
-            k.isb,
-            k.svc,
-            membarriers(k),
-            k.membarrier_sync
-        );
+        let _ = writeln!(s, "| {what} | {} |", counts_cells(&p.counts));
     }
     s
 }
@@ -107,6 +95,22 @@ pub fn patch_table(c: &CpuReport) -> String {
 /// The steady-state flush brackets of `case` (the library's, or upstream's).
 pub fn flush_cases<'a>(c: &'a CpuReport, case: &'a str) -> impl Iterator<Item = &'a Case> {
     c.flush.iter().filter(move |f| f.name == case)
+}
+
+/// The cells `instructions | dc | ic | dsb | isb | svc | membarrier (SYNC_CORE)`
+/// of one bracket, shared by the patch and publication tables.
+pub fn counts_cells(k: &Counts) -> String {
+    format!(
+        "{} | {} | {} | {} | {} | {} | {} ({})",
+        thousands(k.insns),
+        k.dc,
+        k.ic,
+        k.dsb,
+        k.isb,
+        k.svc,
+        membarriers(k),
+        k.membarrier_sync
+    )
 }
 
 pub fn flush_line(c: &CpuReport, case: &str) -> String {
@@ -149,15 +153,8 @@ pub fn publish_table(c: &CpuReport) -> String {
     for (what, k, unchanged, changed) in rows {
         let _ = writeln!(
             s,
-            "| {what} | {} | {} | {} | {} | {} | {} | {} ({}) | {unchanged} | {changed} |",
-            thousands(k.insns),
-            k.dc,
-            k.ic,
-            k.dsb,
-            k.isb,
-            k.svc,
-            membarriers(k),
-            k.membarrier_sync
+            "| {what} | {} | {unchanged} | {changed} |",
+            counts_cells(k)
         );
     }
     s
