@@ -168,6 +168,68 @@ pub fn is_sp_based_memory_access(word: u32) -> bool {
     load_store_group && !literal && (word >> 5) & 0x1f == 31
 }
 
+/// Whether `word` is an A64 load that never writes memory, so the plugin
+/// need not ask QEMU for a store callback on it. QEMU 7.2 calls a plugin's
+/// memory callback on every access of an instrumented instruction, loads
+/// included, whatever `QEMU_PLUGIN_MEM_W` says; on load-heavy code that call
+/// costs more than the load itself.
+///
+/// Only these encoding classes are recognized (Arm ARM DDI 0487, C4.1.66,
+/// "Loads and Stores"); every other word keeps its callback, so a
+/// misclassification can only cost time, never hide a store:
+///
+/// * load register (literal), and `PRFM` (literal);
+/// * load/store register, unsigned offset, unscaled, pre- and
+///   post-indexed, unprivileged and register offset, when the `opc` field
+///   says load: not `00` for general registers (`10`/`11` are the
+///   sign-extending loads and `PRFM`), bit 22 set for SIMD&FP registers
+///   (`10` there is the 128-bit store). The atomic and pointer-authenticated
+///   forms of the register-offset space are excluded;
+/// * load/store pair with `L` (bit 22) set;
+/// * load-exclusive and load-acquire of one register (`LDXR`, `LDAXR`,
+///   `LDAR`, `LDLAR`: `L` set, `o1` clear; the compare-and-swap forms have
+///   `o1` set);
+/// * SIMD load single or multiple structures with `L` set.
+pub fn never_stores(word: u32) -> bool {
+    let bit = |n: u32| (word >> n) & 1 == 1;
+    let simd = bit(26);
+    let opc_loads = || {
+        if simd {
+            bit(22)
+        } else {
+            (word >> 22) & 0b11 != 0
+        }
+    };
+    if word & 0x3b00_0000 == 0x1800_0000 {
+        // Load register (literal): opc 011 V 00.
+        return true;
+    }
+    if word & 0x3b00_0000 == 0x3900_0000 {
+        // Load/store register (unsigned immediate): size 111 V 01 opc.
+        return opc_loads();
+    }
+    if word & 0x3b00_0000 == 0x3800_0000 {
+        // size 111 V 00 opc: bit 21 clear is the immediate and unprivileged
+        // forms; bit 21 set with bits 11:10 = 10 is register offset.
+        let immediate = !bit(21);
+        let register_offset = bit(21) && (word >> 10) & 0b11 == 0b10;
+        return (immediate || register_offset) && opc_loads();
+    }
+    if word & 0x3a00_0000 == 0x2800_0000 {
+        // Load/store pair (all addressing modes): opc 101 V 0xx L.
+        return bit(22);
+    }
+    if word & 0x3f00_0000 == 0x0800_0000 {
+        // Load/store exclusive and ordered: size 001000 o2 L o1.
+        return bit(22) && !bit(21);
+    }
+    if word & 0xbe00_0000 == 0x0c00_0000 {
+        // SIMD load/store multiple or single structures: 0 Q 0011 0 x x L.
+        return bit(22);
+    }
+    false
+}
+
 /// Whether `word` is one of the instructions the Arm ARM allows one thread to
 /// replace while another executes it, with the other thread running either
 /// the old or the new one (DDI 0487, B2.2.5 "Concurrent modification and
@@ -388,6 +450,101 @@ mod tests {
             (0xf900_0001, "str x1, [x0]"),
         ] {
             assert_eq!(decode(word), Insn::Other, "{text}");
+        }
+    }
+
+    /// Assembled with `aarch64-linux-gnu-as -march=armv8.5-a+lse+rcpc+memtag`.
+    const LOADS: [u32; 31] = [
+        0xf9400020, // ldr x0, [x1]
+        0x39400c20, // ldrb w0, [x1, #3]
+        0xb9800020, // ldrsw x0, [x1]
+        0x39800020, // ldrsb x0, [x1]
+        0x79c00020, // ldrsh w0, [x1]
+        0xf85f8020, // ldur x0, [x1, #-8]
+        0xf8400820, // ldtr x0, [x1]
+        0xf8408c20, // ldr x0, [x1, #8]!
+        0xf8408420, // ldr x0, [x1], #8
+        0xf8627820, // ldr x0, [x1, x2, lsl #3]
+        0x58000000, // ldr x0, 28 <.text+0x28>
+        0x9c000000, // ldr q0, 2c <.text+0x2c>
+        0x98000000, // ldrsw x0, 30 <.text+0x30>
+        0xf9800020, // prfm pldl1keep, [x1]
+        0xd8000000, // prfm pldl1keep, 38 <.text+0x38>
+        0xa9400440, // ldp x0, x1, [x2]
+        0x69400440, // ldpsw x0, x1, [x2]
+        0xa8400440, // ldnp x0, x1, [x2]
+        0xa8c10440, // ldp x0, x1, [x2], #16
+        0xadc10440, // ldp q0, q1, [x2, #32]!
+        0xc85f7c20, // ldxr x0, [x1]
+        0x885ffc20, // ldaxr w0, [x1]
+        0xc8dffc20, // ldar x0, [x1]
+        0xc8df7c20, // ldlar x0, [x1]
+        0x4c407000, // ld1 {v0.16b}, [x0]
+        0x4cdfa000, // ld1 {v0.16b, v1.16b}, [x0], #32
+        0x4d40c800, // ld1r {v0.4s}, [x0]
+        0x0d409000, // ld1 {v0.s}[1], [x0]
+        0x3dc00020, // ldr q0, [x1]
+        0xfd400420, // ldr d0, [x1, #8]
+        0x3cdf0020, // ldur q0, [x1, #-16]
+    ];
+
+    /// Everything that writes memory, plus loads the decoder leaves alone
+    /// (`ldxp`, `ldapr`, `ldraa`): they keep their store callback.
+    const KEEP_CALLBACK: [u32; 37] = [
+        0xf9000020, // str x0, [x1]
+        0x39000c20, // strb w0, [x1, #3]
+        0xf81f8020, // stur x0, [x1, #-8]
+        0xf8000820, // sttr x0, [x1]
+        0xf8008c20, // str x0, [x1, #8]!
+        0xf8008420, // str x0, [x1], #8
+        0xf8227820, // str x0, [x1, x2, lsl #3]
+        0xa9000440, // stp x0, x1, [x2]
+        0xa8000440, // stnp x0, x1, [x2]
+        0xa9bf0440, // stp x0, x1, [x2, #-16]!
+        0xad000440, // stp q0, q1, [x2]
+        0x3d800020, // str q0, [x1]
+        0xfd000020, // str d0, [x1]
+        0x3c9f0020, // stur q0, [x1, #-16]
+        0xc8037c20, // stxr w3, x0, [x1]
+        0xc803fc20, // stlxr w3, x0, [x1]
+        0xc89ffc20, // stlr x0, [x1]
+        0xc89f7c20, // stllr x0, [x1]
+        0xc8230440, // stxp w3, x0, x1, [x2]
+        0xc87f0440, // ldxp x0, x1, [x2]
+        0x4c007000, // st1 {v0.16b}, [x0]
+        0x0d009000, // st1 {v0.s}[1], [x0]
+        0xf8200041, // ldadd x0, x1, [x2]
+        0xb8e00041, // ldaddal w0, w1, [x2]
+        0xf8201041, // ldclr x0, x1, [x2]
+        0xf8208041, // swp x0, x1, [x2]
+        0xf8e08041, // swpal x0, x1, [x2]
+        0xf820005f, // stadd x0, [x2]
+        0xc8a07c41, // cas x0, x1, [x2]
+        0xc8e0fc41, // casal x0, x1, [x2]
+        0xc8e07c41, // casa x0, x1, [x2]
+        0x48207c82, // casp x0, x1, x2, x3, [x4]
+        0x4860fc82, // caspal x0, x1, x2, x3, [x4]
+        0xf8bfc020, // ldapr x0, [x1]
+        0xf8200420, // ldraa x0, [x1]
+        0xd50b7420, // dc zva, x0
+        0x69000440, // stgp x0, x1, [x2]
+    ];
+
+    #[test]
+    fn loads_need_no_store_callback() {
+        for w in LOADS {
+            assert!(never_stores(w), "{w:#010x}");
+        }
+    }
+
+    #[test]
+    fn stores_atomics_and_unrecognized_loads_keep_their_store_callback() {
+        for w in KEEP_CALLBACK {
+            assert!(!never_stores(w), "{w:#010x}");
+        }
+        // Data processing, branches and system instructions are not loads.
+        for w in [0x8b00_0021, 0x1400_0002, 0xd503_201f, 0xd50b_7520, 0] {
+            assert!(!never_stores(w), "{w:#010x}");
         }
     }
 }

@@ -7,6 +7,8 @@
 //! ([`model`]) and reports each execution of guest-written code that is not
 //! yet coherent for the executing vCPU.
 //!
+//! * [`blocks`]: how a block of plain code is split into segments that one
+//!   callback each checks.
 //! * [`config`]: the cache geometry checked against, and CTR_EL0 decoding.
 //! * [`decode`]: which A64 words are cache maintenance, barriers or `svc`.
 //! * [`model`]: the rules, as pure Rust driven by events.
@@ -31,6 +33,7 @@
 // this crate's rlib into an executable would drag in the plugin's
 // `#[no_mangle]` entry points and their references to symbols that only QEMU
 // provides. They depend on nothing but each other and `std`.
+pub mod blocks;
 pub mod config;
 pub mod decode;
 mod exit_status;

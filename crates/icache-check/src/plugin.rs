@@ -5,13 +5,21 @@
 //!
 //! * Every store gets a memory callback (`QEMU_PLUGIN_MEM_W`), except those
 //!   addressed from the stack pointer ([`is_sp_based_memory_access`]; see the
-//!   README's "Overhead" section). QEMU emits the callback only for
+//!   README's "Overhead" section). Loads that never write get none
+//!   ([`never_stores`]): QEMU 7.2 would call a store callback on them too. QEMU emits the callback only for
 //!   instructions that really access memory. The callback writes to the
 //!   lock-free [`Shadow`] and takes no lock.
 //! * Executions are watched only for maintenance, barrier and `svc`
 //!   instructions (decided from the instruction word), for the instruction
 //!   right after a `dc`/`ic` (to read its address register, see below), and
 //!   for every instruction in a page the guest has stored to.
+//! * In a block of plain code (no instruction of the first two kinds), the
+//!   watched instructions get one callback per segment instead of one each
+//!   ([`crate::blocks`]): the block's instructions up to the first one that
+//!   may raise an exception, and so on. A segment whose every instruction is
+//!   already coherent for the executing vCPU costs one callback and a few
+//!   atomic loads per instruction: no lock, no hash, no walk down the
+//!   shadow's tree.
 //!
 //! The last choice is made when QEMU translates a block, and an instruction
 //! that is then already coherent for every vCPU (a vCPU started later starts
@@ -57,13 +65,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{c_uint, c_void, CString};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use qemu_plugin::install::{Args, Info};
 use qemu_plugin::plugin::{HasCallbacks, Register};
 use qemu_plugin::sys::{
-    qemu_plugin_cb_flags, qemu_plugin_id_t, qemu_plugin_insn_data, qemu_plugin_insn_size,
-    qemu_plugin_insn_vaddr, qemu_plugin_mem_is_store, qemu_plugin_mem_rw,
+    qemu_plugin_cb_flags, qemu_plugin_id_t, qemu_plugin_insn, qemu_plugin_insn_data,
+    qemu_plugin_insn_size, qemu_plugin_insn_vaddr, qemu_plugin_mem_is_store, qemu_plugin_mem_rw,
     qemu_plugin_mem_size_shift, qemu_plugin_meminfo_t, qemu_plugin_outs,
     qemu_plugin_register_atexit_cb, qemu_plugin_register_vcpu_init_cb,
     qemu_plugin_register_vcpu_insn_exec_cb, qemu_plugin_register_vcpu_mem_cb,
@@ -73,10 +82,11 @@ use qemu_plugin::sys::{
 };
 use qemu_plugin::{register, PluginId};
 
-use crate::decode::{decode, is_sp_based_memory_access, Insn};
+use crate::blocks::segment_starts;
+use crate::decode::{decode, is_sp_based_memory_access, never_stores, Insn};
 use crate::model::{Missing, Model};
 use crate::plugin_args::PluginArgs;
-use crate::shadow::Shadow;
+use crate::shadow::{Page, Shadow};
 
 #[cfg(not(target_arch = "x86_64"))]
 compile_error!(
@@ -102,10 +112,34 @@ struct Desc {
     prev: Option<Insn>,
 }
 
+/// One watched instruction of a [`Segment`], with its shadow page and word.
+struct SegmentInsn {
+    pc: u64,
+    word: u32,
+    page: &'static Page,
+    w: usize,
+}
+
+/// The watched instructions of one segment of plain code
+/// ([`crate::blocks`]), checked by one callback.
+struct Segment {
+    insns: Box<[SegmentInsn]>,
+    /// vCPUs (indexes below 64) for which every instruction of the segment
+    /// was found coherent. Segments are interned by the store identities of
+    /// their words at translation, and QEMU translates a block again after
+    /// any store to its page (see the module docs), so a translation's words
+    /// keep those identities while it runs, and coherence of one store's data
+    /// for one vCPU never ends: the set only grows.
+    coherent_vcpus: AtomicU64,
+}
+
 struct Inner {
     model: Model,
     /// Callback descriptors, interned so retranslation does not leak.
     descs: HashMap<Desc, &'static Desc>,
+    /// Segment descriptors, interned by their instructions' PCs, words and
+    /// store identities at translation.
+    segments: HashMap<Vec<(u64, u32, u64)>, &'static Segment>,
     printed: HashSet<(u32, u64, Missing, u64)>,
     /// `X8` seen by each vCPU's last `svc`, for the register self-check.
     svc_x8: Vec<Option<u64>>,
@@ -165,6 +199,7 @@ impl Register for IcacheCheck {
         let inner = Inner {
             model,
             descs: HashMap::new(),
+            segments: HashMap::new(),
             printed: HashSet::new(),
             svc_x8: Vec::new(),
             x8_checks: 0,
@@ -196,12 +231,13 @@ unsafe extern "C" fn vcpu_init(_id: qemu_plugin_id_t, vcpu: c_uint) {
 }
 
 unsafe extern "C" fn tb_trans(_id: qemu_plugin_id_t, tb: *mut qemu_plugin_tb) {
-    let Some(shadow) = STATE.get().map(|st| &st.shadow) else {
+    let Some(shadow) = STATE.get().map(|st| &*st.shadow) else {
         return;
     };
     let Some(mut g) = lock() else { return };
     // SAFETY: `tb` is valid for the duration of this callback.
     let n = unsafe { qemu_plugin_tb_n_insns(tb) };
+    let mut block = Vec::with_capacity(n);
     let mut prev = None;
     for i in 0..n {
         // SAFETY: i < n; the handle and its data live until the callback returns.
@@ -218,7 +254,7 @@ unsafe extern "C" fn tb_trans(_id: qemu_plugin_id_t, tb: *mut qemu_plugin_tb) {
         };
         // SAFETY: registering a store callback; userdata is the PC as a number.
         unsafe {
-            if !is_sp_based_memory_access(word) {
+            if !is_sp_based_memory_access(word) && !never_stores(word) {
                 qemu_plugin_register_vcpu_mem_cb(
                     handle,
                     Some(mem_cb),
@@ -243,7 +279,16 @@ unsafe extern "C" fn tb_trans(_id: qemu_plugin_id_t, tb: *mut qemu_plugin_tb) {
             prev,
         };
         prev = insn.address_register().map(|_| insn);
-        if !(desc.check || g.model.needs_execution(insn) || desc.prev.is_some()) {
+        block.push((handle, desc));
+    }
+    if !block.iter().any(|(_, d)| d.check) {
+        // Only the maintenance, barrier and `svc` instructions to watch.
+    } else if block.iter().all(|(_, d)| d.insn == Insn::Other) {
+        watch_segments(&mut g, shadow, &block);
+        return;
+    }
+    for (handle, desc) in block {
+        if !(desc.check || g.model.needs_execution(desc.insn) || desc.prev.is_some()) {
             continue;
         }
         let interned: &'static Desc = g
@@ -257,6 +302,55 @@ unsafe extern "C" fn tb_trans(_id: qemu_plugin_id_t, tb: *mut qemu_plugin_tb) {
                 Some(exec_shim),
                 qemu_plugin_cb_flags::QEMU_PLUGIN_CB_R_REGS,
                 interned as *const Desc as *mut c_void,
+            );
+        }
+    }
+}
+
+/// Watches a block of plain code (no instruction the model acts on) with
+/// one callback per segment ([`crate::blocks`]) that has a watched
+/// instruction, on the segment's first instruction.
+fn watch_segments(g: &mut Inner, shadow: &'static Shadow, block: &[(*mut qemu_plugin_insn, Desc)]) {
+    let words: Vec<u32> = block.iter().map(|(_, d)| d.word).collect();
+    let starts = segment_starts(&words);
+    for (k, &start) in starts.iter().enumerate() {
+        let end = starts.get(k + 1).copied().unwrap_or(block.len());
+        let key: Vec<(u64, u32, u64)> = block[start..end]
+            .iter()
+            .filter(|(_, d)| d.check)
+            .filter_map(|(_, d)| {
+                let (page, w) = shadow.page(d.pc)?;
+                Some((d.pc, d.word, page.id(w)))
+            })
+            .collect();
+        if key.is_empty() {
+            continue;
+        }
+        let segment: &'static Segment = match g.segments.get(&key) {
+            Some(s) => s,
+            None => {
+                let insns = key
+                    .iter()
+                    .filter_map(|&(pc, word, _)| {
+                        let (page, w) = shadow.page(pc)?;
+                        Some(SegmentInsn { pc, word, page, w })
+                    })
+                    .collect();
+                let s: &'static Segment = Box::leak(Box::new(Segment {
+                    insns,
+                    coherent_vcpus: AtomicU64::new(0),
+                }));
+                g.segments.insert(key, s);
+                s
+            }
+        };
+        // SAFETY: the segment is never freed, so the pointer stays valid.
+        unsafe {
+            qemu_plugin_register_vcpu_insn_exec_cb(
+                block[start].0,
+                Some(segment_cb),
+                qemu_plugin_cb_flags::QEMU_PLUGIN_CB_NO_REGS,
+                segment as *const Segment as *mut c_void,
             );
         }
     }
@@ -310,15 +404,7 @@ unsafe extern "C" fn exec_cb(vcpu: c_uint, desc: *mut c_void, env: *const u8) {
         g.model.maintenance(vcpu, prev, addr);
     }
     if d.check {
-        if let Some(v) = g.model.execute(vcpu, d.pc, d.word) {
-            let key = (v.vcpu, v.pc, v.missing, v.store_pc);
-            if g.printed.len() < MAX_PRINTED && g.printed.insert(key) {
-                outs(&v.to_string());
-                if g.printed.len() == MAX_PRINTED {
-                    outs("icache-check: further distinct violations are counted but not shown");
-                }
-            }
-        }
+        g.execute(vcpu, d.pc, d.word);
     }
     match d.insn {
         Insn::DcClean { rt, .. } | Insn::IcIvau { rt } => {
@@ -339,6 +425,45 @@ unsafe extern "C" fn exec_cb(vcpu: c_uint, desc: *mut c_void, env: *const u8) {
         }
         Insn::Other => {}
         other => g.model.maintenance(vcpu, other, 0),
+    }
+}
+
+/// The callback of one segment of plain code: every watched instruction
+/// of the segment runs now (see [`crate::blocks`]). The hot path, where the
+/// segment is already known coherent for this vCPU, is one atomic load: no
+/// lock, no hash, no walk down the shadow's tree.
+unsafe extern "C" fn segment_cb(vcpu: c_uint, segment: *mut c_void) {
+    // SAFETY: `segment` is an interned, leaked `Segment` (see `tb_trans`).
+    let s = unsafe { &*(segment as *const Segment) };
+    let bit = 1u64.checked_shl(vcpu).unwrap_or(0);
+    if s.coherent_vcpus.load(Relaxed) & bit != 0 {
+        return;
+    }
+    let coherent = |i: &SegmentInsn| Shadow::known_coherent_word(i.page, i.w, vcpu);
+    if !s.insns.iter().all(coherent) {
+        let Some(mut g) = lock() else { return };
+        for i in s.insns.iter().filter(|i| !coherent(i)) {
+            g.execute(vcpu, i.pc, i.word);
+        }
+        return;
+    }
+    s.coherent_vcpus.fetch_or(bit, Relaxed);
+}
+
+impl Inner {
+    /// Lets the model check one execution, and prints its report the first
+    /// time it is seen.
+    fn execute(&mut self, vcpu: c_uint, pc: u64, word: u32) {
+        let Some(v) = self.model.execute(vcpu, pc, word) else {
+            return;
+        };
+        let key = (v.vcpu, v.pc, v.missing, v.store_pc);
+        if self.printed.len() < MAX_PRINTED && self.printed.insert(key) {
+            outs(&v.to_string());
+            if self.printed.len() == MAX_PRINTED {
+                outs("icache-check: further distinct violations are counted but not shown");
+            }
+        }
     }
 }
 

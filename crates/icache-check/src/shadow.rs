@@ -363,9 +363,14 @@ impl Shadow {
     /// Lock-free: the plugin answers most executions in stored-to pages with
     /// it, without the model's lock.
     pub fn known_coherent(&self, v: u32, addr: u64) -> bool {
-        let Some((page, w)) = self.page(addr) else {
-            return false;
-        };
+        self.page(addr)
+            .is_some_and(|(page, w)| Self::known_coherent_word(page, w, v))
+    }
+
+    /// [`Shadow::known_coherent`] for word `w` of a page already looked up:
+    /// the plugin keeps the page of each instruction it watches, so the hot
+    /// path skips the walk down the tree.
+    pub fn known_coherent_word(page: &Page, w: usize, v: u32) -> bool {
         let id = page.id(w);
         let Some(m) = page.maint().map(|m| &m[w]) else {
             return false;

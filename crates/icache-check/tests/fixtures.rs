@@ -179,22 +179,54 @@ fn runner_cpu_models() -> Vec<String> {
     list.trim().split(", ").map(str::to_string).collect()
 }
 
-#[test]
-fn code_copied_with_memcpy_and_no_maintenance_is_reported_on_every_cpu_model() {
+/// Builds `fixtures/NAME.c` as a static program.
+fn build_fixture(name: &str) -> PathBuf {
     require(
         "aarch64-linux-gnu-gcc",
         "gcc-aarch64-linux-gnu and libc6-dev-arm64-cross",
     );
     require("qemu-aarch64", "qemu-user");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/memcpy.c");
-    let program = Path::new(env!("CARGO_TARGET_TMPDIR")).join("memcpy");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("fixtures/{name}.c"));
+    let program = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let status = Command::new("aarch64-linux-gnu-gcc")
         .args(["-O2", "-static", "-o"])
         .arg(&program)
         .arg(&src)
         .status()
         .expect("run aarch64-linux-gnu-gcc");
-    assert!(status.success(), "building fixtures/memcpy.c failed");
+    assert!(status.success(), "building fixtures/{name}.c failed");
+    program
+}
+
+#[test]
+fn instructions_after_a_faulting_load_in_the_same_block_are_not_counted() {
+    let program = build_fixture("fault");
+    for cpu in ["cortex-a72", "a64fx"] {
+        let out = Command::new(RUNNER)
+            .args(["--cpu", cpu, "--plugin"])
+            .arg(plugin())
+            .arg("--")
+            .arg(&program)
+            .output()
+            .expect("run icache-check");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stdout.contains("fault: faulted=1 result=7"),
+            "{cpu}:\n{stdout}\n{stderr}"
+        );
+        let summary = Counts::all_in(&stderr)
+            .last()
+            .unwrap_or_else(|| panic!("no summary on {cpu}:\n{stderr}"));
+        // add + ldr on the faulting call, all four words on the second.
+        assert_eq!(summary.violations, 6, "{cpu}: {summary}\n{stderr}");
+        assert_eq!(out.status.code(), Some(EXIT_VIOLATIONS), "{cpu}");
+    }
+}
+
+#[test]
+fn code_copied_with_memcpy_and_no_maintenance_is_reported_on_every_cpu_model() {
+    let program = build_fixture("memcpy");
     let models = runner_cpu_models();
     assert!(models.len() >= 8, "{models:?}");
     for cpu in models {
