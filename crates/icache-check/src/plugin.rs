@@ -6,9 +6,10 @@
 //! * Every store gets a memory callback (`QEMU_PLUGIN_MEM_W`), except those
 //!   addressed from the stack pointer ([`is_sp_based_memory_access`]; see the
 //!   README's "Overhead" section). Loads that never write get none
-//!   ([`never_stores`]): QEMU 7.2 would call a store callback on them too. QEMU emits the callback only for
-//!   instructions that really access memory. The callback writes to the
-//!   lock-free [`Shadow`] and takes no lock.
+//!   ([`never_stores`]): QEMU 7.2 would call a store callback on them too.
+//!   QEMU emits the callback only for instructions that really access
+//!   memory. The callback writes to the lock-free [`Shadow`] and takes no
+//!   lock.
 //! * Executions are watched only for maintenance, barrier and `svc`
 //!   instructions (decided from the instruction word), for the instruction
 //!   right after a `dc`/`ic` (to read its address register, see below), and
