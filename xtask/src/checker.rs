@@ -44,7 +44,8 @@ pub fn build(ws: &Workspace) -> Cmd {
         .args(["build", "-p", PACKAGE, "--release"])
 }
 
-/// Where [`build`] puts the binary.
+/// Where [`build`] puts the binary. It carries its plugin (the checker's
+/// `build.rs` embeds it), so it needs no file beside it.
 pub fn binary(ws: &Workspace) -> PathBuf {
     ws.target_dir.join("release").join(PACKAGE)
 }

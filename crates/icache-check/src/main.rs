@@ -15,6 +15,9 @@
 //!
 //! Without `--cpu`, the model is `$QEMU_CPU` if set, else `cortex-a72`.
 //!
+//! The plugin is built into the runner (`build.rs`), so an installed runner
+//! needs no file beside it; `--plugin PATH` loads another build instead.
+//!
 //! Exit status: the program's own status (128 + N if signal N killed it),
 //! except [`EXIT_VIOLATIONS`] when the plugin reported any violation and
 //! [`EXIT_CHECKER_FAILED`] when the checker itself could not do its job.
@@ -38,9 +41,11 @@ use summary::{Class, ClassCounts, Counts, PREFIX};
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
+use std::fs::File;
 use std::io::Write as _;
+use std::os::fd::FromRawFd;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 /// CTR_EL0 as QEMU 7.2's `qemu-aarch64 -cpu MODEL` reports it to the guest,
@@ -199,10 +204,40 @@ fn parse_log(log: &str) -> Report {
     report
 }
 
-fn default_plugin() -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
-    let dir = exe.parent().unwrap_or(Path::new("."));
-    Ok(dir.join("libicache_check.so"))
+/// The plugin, built by `build.rs` for this runner's target and profile.
+/// Embedded because `cargo install` installs the runner but not a `cdylib`.
+static EMBEDDED_PLUGIN: &[u8] = include_bytes!(env!("ICACHE_CHECK_PLUGIN"));
+
+/// Writes the embedded plugin into an anonymous memory file and returns the
+/// file with the path QEMU can open it by, `/proc/self/fd/N`.
+///
+/// A memory file rather than a file in `/tmp`: nothing is left behind when
+/// the runner is killed, and it works where `/tmp` is mounted `noexec`
+/// (QEMU `dlopen`s the plugin, which maps it executable). The descriptor is
+/// opened without close-on-exec, so QEMU inherits it under the same number
+/// and `/proc/self/fd/N` names it in QEMU too; QEMU 7.2's plugin loader
+/// (`g_module_open`, that is `dlopen`) accepts that path. The checked
+/// program inherits the descriptor as well, as it does QEMU's log file.
+fn embedded_plugin() -> std::io::Result<(File, PathBuf)> {
+    let name = c"icache-check-plugin";
+    // MFD_EXEC: with `vm.memfd_noexec = 1` (Linux 6.3+) a memory file is
+    // otherwise created non-executable, and `dlopen` would fail. Kernels
+    // before 6.3 reject the flag with EINVAL and make every memory file
+    // executable, so there it is left out.
+    // SAFETY: `name` is a NUL-terminated string; the flags are plain bits.
+    let mut fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_EXEC) };
+    if fd < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+        // SAFETY: as above.
+        fd = unsafe { libc::memfd_create(name.as_ptr(), 0) };
+    }
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by memfd_create and is owned by nothing
+    // else.
+    let mut file = unsafe { File::from_raw_fd(fd) };
+    file.write_all(EMBEDDED_PLUGIN)?;
+    Ok((file, PathBuf::from(format!("/proc/self/fd/{fd}"))))
 }
 
 fn fail(msg: &str) -> ExitCode {
@@ -220,16 +255,22 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(e) => return fail(&e),
     };
-    let plugin = match opts.plugin.clone().map_or_else(default_plugin, Ok) {
-        Ok(p) => p,
-        Err(e) => return fail(&e),
+    // `_memfd` keeps the embedded plugin's memory file open until QEMU has
+    // exited.
+    let (plugin, _memfd) = match opts.plugin.clone() {
+        Some(path) if path.is_file() => (path, None),
+        Some(path) => return fail(&format!("plugin {} not found", path.display())),
+        None => match embedded_plugin() {
+            Ok((file, path)) => (path, Some(file)),
+            Err(e) => {
+                return fail(&format!(
+                    "cannot write the built-in plugin to a memory file: {e} \
+                     (build it with `cargo build -p icache-check --release` \
+                     and pass --plugin target/release/libicache_check.so)"
+                ))
+            }
+        },
     };
-    if !plugin.is_file() {
-        return fail(&format!(
-            "plugin {} not found (build it with `cargo build -p icache-check`, or pass --plugin)",
-            plugin.display()
-        ));
-    }
     let ld_prefix = std::env::var_os("QEMU_LD_PREFIX").unwrap_or_else(|| DEFAULT_LD_PREFIX.into());
     let qemu = std::env::var_os("ICACHE_CHECK_QEMU").unwrap_or_else(|| "qemu-aarch64".into());
     let nanos = std::time::SystemTime::now()
