@@ -7,6 +7,7 @@
 //! ([`model`]) and reports each execution of guest-written code that is not
 //! yet coherent for the executing vCPU.
 //!
+//! * [`arch`]: the guest architecture, read from the program's ELF header.
 //! * [`blocks`]: how a block of plain code is split into segments that one
 //!   callback each checks.
 //! * [`config`]: the cache geometry checked against, and CTR_EL0 decoding.
@@ -28,11 +29,12 @@
 
 #![deny(missing_docs)]
 
-// `config`, `exit_status`, `plugin_args` and `summary` are also compiled
+// `arch`, `config`, `exit_status`, `plugin_args` and `summary` are also compiled
 // into the runner binary and the integration tests with `#[path]`: linking
 // this crate's rlib into an executable would drag in the plugin's
 // `#[no_mangle]` entry points and their references to symbols that only QEMU
 // provides. They depend on nothing but each other and `std`.
+pub mod arch;
 pub mod blocks;
 pub mod config;
 pub mod decode;
