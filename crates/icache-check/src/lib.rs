@@ -12,7 +12,8 @@
 //!   callback each checks.
 //! * [`config`]: the cache geometry checked against, and CTR_EL0 decoding.
 //! * [`decode`]: which A64 words are cache maintenance, barriers or `svc`.
-//! * [`model`]: the rules, as pure Rust driven by events.
+//! * [`model`]: the AArch64 rules, as pure Rust driven by events.
+//! * [`riscv`]: the RISC-V (rv64 Linux) rules and the encodings they need.
 //! * [`shadow`]: the lock-free per-word store record the model reads.
 //! * [`plugin_args`]: the runner-to-plugin argument string, both directions.
 //! * [`summary`]: the summary line, its formatter and its parser.
@@ -41,6 +42,7 @@ pub mod decode;
 mod exit_status;
 pub mod model;
 pub mod plugin_args;
+pub mod riscv;
 pub mod shadow;
 pub mod summary;
 
