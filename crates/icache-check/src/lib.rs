@@ -56,3 +56,5 @@ mod reference_tests;
 // so unit-test executables leave it out.
 #[cfg(not(test))]
 mod plugin;
+#[cfg(not(test))]
+mod plugin_riscv;

@@ -4,7 +4,7 @@
 //! program's ELF header ([`Arch::from_elf_header`]).
 //!
 //! ```text
-//! icache-check [--cpu MODEL] [--idc] [--dic] [--fail-on CLASSES] [--plugin PATH] -- PROGRAM [ARGS...]
+//! icache-check [--cpu MODEL] [--idc] [--dic] [--one-hart] [--fail-on CLASSES] [--plugin PATH] -- PROGRAM [ARGS...]
 //! ```
 //!
 //! It works as a cargo runner, because cargo appends the program and its
@@ -112,6 +112,8 @@ struct Options {
     cpu: Option<String>,
     idc: bool,
     dic: bool,
+    /// riscv64: the program runs on one hart.
+    one_hart: bool,
     plugin: Option<PathBuf>,
     /// The report classes that make the runner exit with [`EXIT_VIOLATIONS`].
     fail_on: Vec<Class>,
@@ -136,6 +138,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Options, Strin
         cpu: None,
         idc: false,
         dic: false,
+        one_hart: false,
         plugin: None,
         fail_on: Class::ALL
             .into_iter()
@@ -156,6 +159,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Options, Strin
             "--" => break,
             "--idc" => opts.idc = true,
             "--dic" => opts.dic = true,
+            "--one-hart" => opts.one_hart = true,
             "-h" | "--help" => return Err(USAGE.to_string()),
             t if t == "--cpu" || t.starts_with("--cpu=") => {
                 opts.cpu = Some(value("--cpu")?.to_string_lossy().into_owned());
@@ -188,12 +192,14 @@ fn choose_cpu(arch: Arch, flag: Option<&str>, env: Option<&str>) -> String {
 
 /// The plugin arguments and QEMU's `-cpu` value for a CPU model of `arch`,
 /// or an error naming the known models. `--idc` / `--dic` set the bits the
-/// model's CTR_EL0 leaves clear; they are AArch64's only.
+/// model's CTR_EL0 leaves clear; they are AArch64's only. `one_hart` is
+/// riscv64's only.
 fn plugin_args(
     arch: Arch,
     cpu: &str,
     idc: bool,
     dic: bool,
+    one_hart: bool,
 ) -> Result<(PluginArgs, &'static str), String> {
     if arch == Arch::Riscv64 {
         if idc || dic {
@@ -205,7 +211,10 @@ fn plugin_args(
                 RISCV64_CPU_MODELS.join(", ")
             ));
         };
-        return Ok((PluginArgs::riscv64(), model));
+        return Ok((PluginArgs::riscv64(one_hart), model));
+    }
+    if one_hart {
+        return Err("--one-hart is for riscv64 programs".into());
     }
     let Some(&(_, ctr, qemu_cpu)) = CPU_MODELS.iter().find(|(name, _, _)| *name == cpu) else {
         let known: Vec<&str> = CPU_MODELS.iter().map(|(n, _, _)| *n).collect();
@@ -217,6 +226,7 @@ fn plugin_args(
     let cfg = Config::from_ctr_el0(ctr);
     let args = PluginArgs {
         arch: Arch::Aarch64,
+        one_hart: false,
         config: Config {
             idc: idc || cfg.idc,
             dic: dic || cfg.dic,
@@ -287,7 +297,7 @@ fn main() -> ExitCode {
     let spec = spec(arch);
     let env_cpu = std::env::var("QEMU_CPU").ok();
     let cpu = choose_cpu(arch, opts.cpu.as_deref(), env_cpu.as_deref());
-    let (pargs, qemu_cpu) = match plugin_args(arch, &cpu, opts.idc, opts.dic) {
+    let (pargs, qemu_cpu) = match plugin_args(arch, &cpu, opts.idc, opts.dic, opts.one_hart) {
         Ok(a) => a,
         Err(e) => return fail(&e),
     };
@@ -405,22 +415,25 @@ mod tests {
 
     #[test]
     fn an_aarch64_model_for_a_riscv64_program_is_an_error_naming_the_models() {
-        let e = plugin_args(Arch::Riscv64, "cortex-a72", false, false).unwrap_err();
+        let e = plugin_args(Arch::Riscv64, "cortex-a72", false, false, false).unwrap_err();
         assert!(
             e.contains("riscv64") && e.contains("rv64, sifive-u54"),
             "{e}"
         );
-        let e = plugin_args(Arch::Aarch64, "rv64", false, false).unwrap_err();
+        let e = plugin_args(Arch::Aarch64, "rv64", false, false, false).unwrap_err();
         assert!(e.contains("cortex-a72"), "{e}");
-        assert!(plugin_args(Arch::Riscv64, "rv64", true, false).is_err());
-        assert!(plugin_args(Arch::Riscv64, "rv64", false, true).is_err());
+        assert!(plugin_args(Arch::Riscv64, "rv64", true, false, false).is_err());
+        assert!(plugin_args(Arch::Riscv64, "rv64", false, true, false).is_err());
+        assert!(plugin_args(Arch::Aarch64, "cortex-a72", false, false, true).is_err());
     }
 
     #[test]
     fn riscv64_models_run_as_themselves_with_the_riscv64_plugin_arguments() {
         for &m in RISCV64_CPU_MODELS {
-            let (a, qemu_cpu) = plugin_args(Arch::Riscv64, m, false, false).unwrap();
+            let (a, qemu_cpu) = plugin_args(Arch::Riscv64, m, false, false, false).unwrap();
             assert_eq!((a.to_string().as_str(), qemu_cpu), ("arch=riscv64", m));
+            let (a, _) = plugin_args(Arch::Riscv64, m, false, false, true).unwrap();
+            assert_eq!(a.to_string(), "arch=riscv64,one_hart=on");
         }
         assert_eq!(spec(Arch::Riscv64).qemu, "qemu-riscv64");
         assert_eq!(spec(Arch::Riscv64).ld_prefix, "/usr/riscv64-linux-gnu");
@@ -497,7 +510,7 @@ mod tests {
     #[test]
     fn cpu_models_give_their_line_sizes() {
         let text = |cpu, idc, dic| {
-            let a = plugin_args(Arch::Aarch64, cpu, idc, dic).unwrap().0;
+            let a = plugin_args(Arch::Aarch64, cpu, idc, dic, false).unwrap().0;
             a.to_string()
         };
         let want = "arch=aarch64,dline=64,iline=64,idc=off,dic=off";
@@ -506,22 +519,28 @@ mod tests {
         assert_eq!(text("a64fx", false, false), want);
         let want = "arch=aarch64,dline=32,iline=32,idc=on,dic=on";
         assert_eq!(text("max", true, true), want);
-        assert!(plugin_args(Arch::Aarch64, "cortex-a99", false, false)
-            .unwrap_err()
-            .contains("cortex-a72"));
+        assert!(
+            plugin_args(Arch::Aarch64, "cortex-a99", false, false, false)
+                .unwrap_err()
+                .contains("cortex-a72")
+        );
     }
 
     #[test]
     fn sve_and_sme_are_off_in_every_model_that_has_them() {
         // QEMU 7.2: a64fx and max have SVE, max also SME (HWCAP/HWCAP2).
         assert_eq!(
-            plugin_args(Arch::Aarch64, "a64fx", false, false).unwrap().1,
+            plugin_args(Arch::Aarch64, "a64fx", false, false, false)
+                .unwrap()
+                .1,
             "a64fx,sve=off"
         );
-        let max = plugin_args(Arch::Aarch64, "max", false, false).unwrap().1;
+        let max = plugin_args(Arch::Aarch64, "max", false, false, false)
+            .unwrap()
+            .1;
         assert_eq!(max, "max,sve=off,sme=off");
         assert_eq!(
-            plugin_args(Arch::Aarch64, "cortex-a72", false, false)
+            plugin_args(Arch::Aarch64, "cortex-a72", false, false, false)
                 .unwrap()
                 .1,
             "cortex-a72"

@@ -23,6 +23,9 @@ pub struct PluginArgs {
     pub arch: Arch,
     /// The cache geometry and feature bits to check against (AArch64 only).
     pub config: Config,
+    /// RISC-V only: the program runs on one hart, so any `fence.i` covers
+    /// every thread (`one_hart=on`).
+    pub one_hart: bool,
 }
 
 impl PluginArgs {
@@ -41,7 +44,7 @@ impl PluginArgs {
     /// that names it.
     pub fn parse<S: AsRef<str>>(raw: &[S]) -> Result<PluginArgs, String> {
         let (mut dline, mut iline, mut idc, mut dic) = (None, None, None, None);
-        let mut arch = None;
+        let (mut arch, mut one_hart) = (None, None);
         for arg in raw {
             let arg = arg.as_ref();
             let (key, value) = arg
@@ -69,6 +72,7 @@ impl PluginArgs {
                             .ok_or_else(|| format!("arch={value} is not aarch64 or riscv64"))?,
                     )
                     .is_some(),
+                "one_hart" => one_hart.replace(flag(value)?).is_some(),
                 "dline" => dline.replace(line(value)?).is_some(),
                 "iline" => iline.replace(line(value)?).is_some(),
                 "idc" => idc.replace(flag(value)?).is_some(),
@@ -80,6 +84,11 @@ impl PluginArgs {
             }
         }
         let arch = arch.unwrap_or(Arch::Aarch64);
+        if arch != Arch::Riscv64 && one_hart.is_some() {
+            return Err(format!(
+                "one_hart is RISC-V's; arch={arch} does not take it"
+            ));
+        }
         if arch != Arch::Aarch64 && (dline, iline, idc, dic) != (None, None, None, None) {
             return Err(format!(
                 "dline, iline, idc and dic are AArch64's; arch={arch} takes none"
@@ -88,6 +97,7 @@ impl PluginArgs {
         let d = PluginArgs::default().config;
         Ok(PluginArgs {
             arch,
+            one_hart: one_hart.unwrap_or(false),
             config: Config {
                 dline: dline.unwrap_or(d.dline),
                 iline: iline.unwrap_or(d.iline),
@@ -99,12 +109,14 @@ impl PluginArgs {
 
     /// The expected form, for error messages.
     pub const USAGE: &'static str =
-        "arch=aarch64,dline=N,iline=N,idc=on|off,dic=on|off or arch=riscv64";
+        "arch=aarch64,dline=N,iline=N,idc=on|off,dic=on|off or arch=riscv64[,one_hart=on]";
 
-    /// The arguments for a RISC-V guest.
-    pub fn riscv64() -> PluginArgs {
+    /// The arguments for a RISC-V guest; `one_hart`: the program runs on
+    /// one hart.
+    pub fn riscv64(one_hart: bool) -> PluginArgs {
         PluginArgs {
             arch: Arch::Riscv64,
+            one_hart,
             ..PluginArgs::default()
         }
     }
@@ -117,6 +129,7 @@ impl Default for PluginArgs {
         PluginArgs {
             arch: Arch::Aarch64,
             config: Config::from_ctr_el0(0x8444_c004),
+            one_hart: false,
         }
     }
 }
@@ -126,7 +139,11 @@ impl Default for PluginArgs {
 impl fmt::Display for PluginArgs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.arch != Arch::Aarch64 {
-            return write!(f, "arch={}", self.arch);
+            write!(f, "arch={}", self.arch)?;
+            if self.one_hart {
+                f.write_str(",one_hart=on")?;
+            }
+            return Ok(());
         }
         let onoff = |b: bool| if b { "on" } else { "off" };
         let c = self.config;
@@ -156,6 +173,7 @@ mod tests {
                 for dic in [false, true] {
                     let args = PluginArgs {
                         arch: Arch::Aarch64,
+                        one_hart: false,
                         config: Config {
                             dline,
                             iline,
@@ -174,13 +192,15 @@ mod tests {
 
     #[test]
     fn riscv64_arguments_parse_back_to_the_same_arch() {
-        let args = PluginArgs::riscv64();
-        let option = args.plugin_option(Path::new("/p/libicache_check.so"));
-        let rest = option
-            .to_str()
-            .unwrap()
-            .strip_prefix("/p/libicache_check.so,");
-        assert_eq!(parse_str(rest.unwrap()), Ok(args));
+        for one_hart in [false, true] {
+            let args = PluginArgs::riscv64(one_hart);
+            let option = args.plugin_option(Path::new("/p/libicache_check.so"));
+            let rest = option
+                .to_str()
+                .unwrap()
+                .strip_prefix("/p/libicache_check.so,");
+            assert_eq!(parse_str(rest.unwrap()), Ok(args));
+        }
     }
 
     #[test]
@@ -188,10 +208,13 @@ mod tests {
         let args = PluginArgs {
             arch: Arch::Aarch64,
             config: Config::from_ctr_el0(0x8444_c004),
+            one_hart: false,
         };
         let want = "arch=aarch64,dline=64,iline=64,idc=off,dic=off";
         assert_eq!(args.to_string(), want);
-        assert_eq!(PluginArgs::riscv64().to_string(), "arch=riscv64");
+        assert_eq!(PluginArgs::riscv64(false).to_string(), "arch=riscv64");
+        let want = "arch=riscv64,one_hart=on";
+        assert_eq!(PluginArgs::riscv64(true).to_string(), want);
     }
 
     #[test]
@@ -229,6 +252,8 @@ mod tests {
             ("arch=arm", "arch=arm"),
             ("arch=riscv64,arch=riscv64", "twice"),
             ("arch=riscv64,dline=64", "AArch64's"),
+            ("one_hart=on", "RISC-V's"),
+            ("arch=riscv64,one_hart=maybe", "one_hart=maybe"),
         ];
         for (text, want) in cases {
             let err = parse_str(text).unwrap_err();
