@@ -22,8 +22,9 @@
 //! * `plugin` (not in the docs' public API): the QEMU glue, built only into
 //!   the `cdylib`.
 //!
-//! The runner binary `icache-check` (`src/main.rs`) starts `qemu-aarch64`
-//! with this plugin; see the crate's README for usage.
+//! The runner binary `icache-check` (`src/main.rs`) starts `qemu-aarch64` or
+//! `qemu-riscv64` ([`arch`]) with this plugin; see the crate's README for
+//! usage. `plugin_riscv` (also not in the docs) is the riscv64 glue.
 //!
 //! Licensed GPL-2.0-or-later because it links against QEMU's plugin API
 //! bindings.

@@ -100,8 +100,9 @@ fn spec(arch: Arch) -> ArchSpec {
         },
     }
 }
-const USAGE: &str = "usage: icache-check [--cpu MODEL] [--idc] [--dic] [--fail-on CLASSES] \
-                     [--plugin PATH] -- PROGRAM [ARGS...]\n\
+const USAGE: &str = "usage: icache-check [--cpu MODEL] [--idc] [--dic] [--one-hart] \
+                     [--fail-on CLASSES] [--plugin PATH] -- PROGRAM [ARGS...]\n\
+                     The architecture (aarch64, riscv64) comes from PROGRAM's ELF header.\n\
                      CLASSES: comma-separated, from maintenance, sync, patch-site \
                      (default maintenance,sync)";
 

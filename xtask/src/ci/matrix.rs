@@ -309,7 +309,7 @@ fn checker(ws: &Workspace, steps: &mut Vec<Step>) {
     steps.push(Step::new("build", CHECKER, Kind::Build, checker::build(ws)));
     // riscv64 (issue 12) on one model: the RISC-V rules have no line sizes.
     // The test binaries are the plain qemu run's, so this costs only the
-    // runs (about 80 s on the project machine).
+    // runs (about 60 s on the project machine).
     let runs = AARCH64_CPUS
         .iter()
         .map(|&cpu| (CHECKER_TARGET, cpu))
