@@ -36,7 +36,8 @@
 //!    running the process, and marks every other hart stale so it runs
 //!    `fence.i` before it next runs the process (arch/riscv/mm/cacheflush.c).
 //!    With flags = 1 (`SYS_RISCV_FLUSH_ICACHE_LOCAL`) only the calling
-//!    thread is. Any other bit makes the kernel fail with `EINVAL`, so those
+//!    thread is, as documented (the README notes a migration case where the
+//!    implementation may not keep even that; it is not modelled). Any other bit makes the kernel fail with `EINVAL`, so those
 //!    calls make nothing coherent (QEMU 7.2 answers 0 to every call).
 //! 4. `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE)` that returns 0
 //!    makes every thread of the process coherent for the stores made before
