@@ -336,6 +336,38 @@ fn checker(ws: &Workspace, steps: &mut Vec<Step>) {
             .needs(build),
         );
     }
+    // The `one-core` feature makes riscv64's `clear_cache` a bare `fence.i`,
+    // which is right only on one hart: checked as such (`--one-hart`). The
+    // test binaries are the `one_core` step's.
+    let runner = format!(
+        "{} --cpu {RISCV64_CPU} --one-hart --",
+        checker::binary(ws).display()
+    );
+    steps.push(
+        Step::new(
+            "test",
+            &format!(
+                "{CHECKER_RISCV64_TARGET} ({CHECKER} {RISCV64_CPU} --one-hart, feature one-core)"
+            ),
+            Kind::Test,
+            cargo(ws)
+                .env_remove("QEMU_CPU")
+                .env(
+                    &crate::targets::cargo_target_var(CHECKER_RISCV64_TARGET, "RUNNER"),
+                    runner,
+                )
+                .args([
+                    "test",
+                    "-p",
+                    LIB,
+                    "--features",
+                    "one-core",
+                    "--target",
+                    CHECKER_RISCV64_TARGET,
+                ]),
+        )
+        .needs(build),
+    );
 }
 
 /// Runs of `cargo xtask reliability` and `cargo xtask mutants` (this same
