@@ -54,8 +54,15 @@ pub fn binary(ws: &Workspace) -> PathBuf {
 /// every binary under the checker with the CPU model `cpu`: the cargo runner
 /// variable, and `QEMU_CPU` for anything that runs qemu directly.
 pub fn runner_env(cmd: Cmd, ws: &Workspace, cpu: &str) -> Cmd {
+    runner_env_for(cmd, ws, CHECKER_TARGET, cpu)
+}
+
+/// [`runner_env`] for another target the checker runs (it reads the
+/// architecture from each program's ELF header); `cpu` must be one of that
+/// architecture's models.
+pub fn runner_env_for(cmd: Cmd, ws: &Workspace, target: &str, cpu: &str) -> Cmd {
     cmd.env(
-        &cargo_target_var(CHECKER_TARGET, "RUNNER"),
+        &cargo_target_var(target, "RUNNER"),
         format!("{} --cpu {cpu} --", binary(ws).display()),
     )
     .env("QEMU_CPU", cpu)

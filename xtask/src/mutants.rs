@@ -1,15 +1,19 @@
 //! `cargo xtask mutants`: seed one fault per copy of the library and check
-//! that its AArch64 test suite, run under the coherence checker, catches it.
+//! that its test suite, run under the coherence checker, catches it.
 //!
 //! Each mutant is a copy of `crates/icache-coherence` in a temporary folder
-//! with exactly one textual change (the table below). The copy's tests run
-//! for `aarch64-unknown-linux-gnu` with icache-check as the cargo runner; a
-//! mutant is caught when the run fails: a test assertion, a crash, or the
-//! checker's exit status 86 for a violation. The table at the end says which.
+//! with exactly one textual change (the tables below). The copy's tests run
+//! for the mutant's target (`aarch64-unknown-linux-gnu` for [`MUTANTS`],
+//! `riscv64gc-unknown-linux-gnu` for [`RISCV64_MUTANTS`]) with icache-check
+//! as the cargo runner; a mutant is caught when the run fails: a test
+//! assertion, a crash, or the checker's exit status 86 for a violation. The
+//! table at the end says which.
 
 use crate::checker::{self, EXIT_CHECKER_FAILED, EXIT_VIOLATIONS};
 use crate::cmd::{Cmd, Result};
-use crate::targets::{self, cargo_target_var, CHECKER_TARGET, DEFAULT_CPU};
+use crate::targets::{
+    self, cargo_target_var, CHECKER_RISCV64_TARGET, CHECKER_TARGET, DEFAULT_CPU, RISCV64_CPU,
+};
 use crate::{Workspace, LIB};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -201,6 +205,38 @@ pub const MUTANTS: &[Mutant] = &[
     },
 ];
 
+/// riscv64 mutants (issue 12): the two mistakes a RISC-V JIT makes with
+/// threads, both in `src/backends/riscv_linux.rs`.
+pub const RISCV64_MUTANTS: &[Mutant] = &[
+    Mutant {
+        // The crate this project replaces shipped this: the flush covers
+        // only the calling thread, and another thread runs the code.
+        name: "riscv_flush_icache with flags = 1 (this thread only)",
+        file: "src/backends/riscv_linux.rs",
+        from: "const FLAGS_ALL_HARTS: libc::c_ulong = 0;",
+        to: "const FLAGS_ALL_HARTS: libc::c_ulong = 1;",
+        nth: 0,
+    },
+    Mutant {
+        // `clear_cache` as a bare user `fence.i`, without the prctl
+        // opt-in: it covers only the hart it ran on, and readers do nothing.
+        name: "bare fence.i instead of riscv_flush_icache",
+        file: "src/backends/riscv_linux.rs",
+        from: "flush_all_harts(start, start.wrapping_add(len))",
+        to: "{\n            let _ = (start, len);\n            fence_i();\n            Ok(())\n        }",
+        nth: 0,
+    },
+];
+
+/// The mutant tables with the target whose suite runs them and the CPU
+/// model it runs on (`None`: the `--cpu` option, aarch64 only).
+fn suites() -> [(&'static str, &'static [Mutant], Option<&'static str>); 2] {
+    [
+        (CHECKER_TARGET, MUTANTS, None),
+        (CHECKER_RISCV64_TARGET, RISCV64_MUTANTS, Some(RISCV64_CPU)),
+    ]
+}
+
 /// Applies `m` to `text`, or says why it cannot (the source changed and the
 /// mutant no longer matches: that must fail loudly, not test the original).
 pub fn apply(m: &Mutant, text: &str) -> Result<String> {
@@ -241,43 +277,53 @@ pub fn main(ws: &Workspace, args: &[String]) -> Result {
             ("--only", Some(v)) => only = Some(v.clone()),
             _ => {
                 return Err(
-                    "usage: cargo xtask mutants [--cpu MODEL] [--only <substring>]".to_string(),
+                    "usage: cargo xtask mutants [--cpu AARCH64_MODEL] [--only <substring>]"
+                        .to_string(),
                 )
             }
         }
     }
-    let selected: Vec<&Mutant> = MUTANTS
-        .iter()
-        .filter(|m| only.as_ref().is_none_or(|o| m.name.contains(o.as_str())))
+    let selected: Vec<(&str, &Mutant, &str)> = suites()
+        .into_iter()
+        .flat_map(|(target, table, model)| {
+            let model = model.unwrap_or(cpu.as_str());
+            table.iter().map(move |m| (target, m, model))
+        })
+        .filter(|(_, m, _)| only.as_ref().is_none_or(|o| m.name.contains(o.as_str())))
         .collect();
     if selected.is_empty() {
         return Err("--only matched no mutant".to_string());
     }
     checker::build(ws).run()?;
-    let linker = targets::linker(ws, CHECKER_TARGET)?;
     let original = ws.root.join("crates").join(LIB);
     let scratch = std::env::temp_dir().join(format!("icache-mutants-{}", std::process::id()));
     // One build folder for every copy: the dependencies compile once.
     let build_dir = ws.target_dir.join("mutants");
     let mut rows = Vec::new();
     let start = Instant::now();
-    for (i, m) in selected.iter().enumerate() {
+    for (i, &(target, m, model)) in selected.iter().enumerate() {
+        let linker = targets::linker(ws, target)?;
         let copy = scratch.join(format!("m{i}"));
         copy_crate(&original, &copy, &ws.root.join("Cargo.lock"))?;
         let path = copy.join(m.file);
         let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         fs::write(&path, apply(m, &text)?).map_err(|e| format!("{}: {e}", path.display()))?;
-        eprintln!("\n==> mutant {}/{}: {}", i + 1, selected.len(), m.name);
+        eprintln!(
+            "\n==> mutant {}/{}: {} ({target})",
+            i + 1,
+            selected.len(),
+            m.name
+        );
         let t = Instant::now();
-        let verdict = run_suite(ws, &copy, &build_dir, &linker, &cpu)?;
-        rows.push((m.name, verdict, t.elapsed()));
+        let verdict = run_suite(ws, &copy, &build_dir, &linker, target, model)?;
+        rows.push((m.name, target, model, verdict, t.elapsed()));
     }
     let _ = fs::remove_dir_all(&scratch);
 
-    println!("\nmutants under icache-check --cpu {cpu}:\n");
-    println!("| mutant | result | caught by | seconds |");
-    println!("|---|---|---|---|");
-    for (name, verdict, time) in &rows {
+    println!("\nmutants under icache-check:\n");
+    println!("| mutant | target (--cpu) | result | caught by | seconds |");
+    println!("|---|---|---|---|---|");
+    for (name, target, model, verdict, time) in &rows {
         let (result, by) = match verdict {
             Verdict::CaughtByChecker => (
                 "caught",
@@ -286,9 +332,12 @@ pub fn main(ws: &Workspace, args: &[String]) -> Result {
             Verdict::CaughtByTests(how) => ("caught", how.clone()),
             Verdict::Missed => ("MISSED", "-".to_string()),
         };
-        println!("| {name} | {result} | {by} | {:.0} |", time.as_secs_f64());
+        println!(
+            "| {name} | {target} ({model}) | {result} | {by} | {:.0} |",
+            time.as_secs_f64()
+        );
     }
-    let missed = rows.iter().filter(|r| r.1 == Verdict::Missed).count();
+    let missed = rows.iter().filter(|r| r.3 == Verdict::Missed).count();
     println!(
         "\n{} of {} caught in {:.0} s",
         rows.len() - missed,
@@ -326,14 +375,15 @@ fn copy_dir(from: &Path, to: &Path) -> Result {
     Ok(())
 }
 
-/// Runs the copy's aarch64 suite under the checker. The copy lives outside
-/// the workspace, so the linker and runner come from the environment rather
-/// than `.cargo/config.toml`.
+/// Runs the copy's `target` suite under the checker on CPU model `cpu`. The
+/// copy lives outside the workspace, so the linker and runner come from the
+/// environment rather than `.cargo/config.toml`.
 fn run_suite(
     ws: &Workspace,
     copy: &Path,
     build_dir: &Path,
     linker: &str,
+    target: &str,
     cpu: &str,
 ) -> Result<Verdict> {
     let cargo = Cmd::new("cargo")
@@ -341,17 +391,10 @@ fn run_suite(
         // The integration tests only: they run generated code, so it is the
         // checker (or a crash) that must catch the fault. The unit tests of
         // the pure arithmetic would catch some mutants without it.
-        .args([
-            "test",
-            "--target",
-            CHECKER_TARGET,
-            "--no-fail-fast",
-            "--test",
-            "*",
-        ])
+        .args(["test", "--target", target, "--no-fail-fast", "--test", "*"])
         .env("CARGO_TARGET_DIR", build_dir.display().to_string())
-        .env(&cargo_target_var(CHECKER_TARGET, "LINKER"), linker);
-    let out = checker::runner_env(cargo, ws, cpu)
+        .env(&cargo_target_var(target, "LINKER"), linker);
+    let out = checker::runner_env_for(cargo, ws, target, cpu)
         .env("ICACHE_LONG_RUN_PUBLISHES", "2000")
         .output(Some(RUN_LIMIT))?;
     let code = out.status.and_then(|s| s.code());
@@ -389,7 +432,7 @@ mod tests {
     #[test]
     fn every_mutant_applies_to_the_current_library_source() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/icache-coherence");
-        for m in MUTANTS {
+        for m in MUTANTS.iter().chain(RISCV64_MUTANTS) {
             let text = fs::read_to_string(root.join(m.file)).unwrap();
             let mutated = apply(m, &text).unwrap_or_else(|e| panic!("{e}"));
             assert_ne!(mutated, text, "{} changes nothing", m.name);

@@ -35,6 +35,12 @@ pub const DEFAULT_CPU: &str = AARCH64_CPUS[0];
 /// The aarch64 target that the coherence checker (crates/icache-check) runs.
 pub const CHECKER_TARGET: &str = "aarch64-unknown-linux-gnu";
 
+/// The riscv64 target that the coherence checker runs (issue 12), and the
+/// `qemu-riscv64` CPU model it runs it on (QEMU's default; the RISC-V model
+/// has no line sizes, so one model is enough).
+pub const CHECKER_RISCV64_TARGET: &str = "riscv64gc-unknown-linux-gnu";
+pub const RISCV64_CPU: &str = "rv64";
+
 /// Windows target whose tests run under wine (runner in `.cargo/config.toml`).
 pub const WINE: &str = "x86_64-pc-windows-gnu";
 

@@ -7,11 +7,13 @@
 //! ([`model`]) and reports each execution of guest-written code that is not
 //! yet coherent for the executing vCPU.
 //!
+//! * [`arch`]: the guest architecture, read from the program's ELF header.
 //! * [`blocks`]: how a block of plain code is split into segments that one
 //!   callback each checks.
 //! * [`config`]: the cache geometry checked against, and CTR_EL0 decoding.
 //! * [`decode`]: which A64 words are cache maintenance, barriers or `svc`.
-//! * [`model`]: the rules, as pure Rust driven by events.
+//! * [`model`]: the AArch64 rules, as pure Rust driven by events.
+//! * [`riscv`]: the RISC-V (rv64 Linux) rules and the encodings they need.
 //! * [`shadow`]: the lock-free per-word store record the model reads.
 //! * [`plugin_args`]: the runner-to-plugin argument string, both directions.
 //! * [`summary`]: the summary line, its formatter and its parser.
@@ -20,25 +22,28 @@
 //! * `plugin` (not in the docs' public API): the QEMU glue, built only into
 //!   the `cdylib`.
 //!
-//! The runner binary `icache-check` (`src/main.rs`) starts `qemu-aarch64`
-//! with this plugin; see the crate's README for usage.
+//! The runner binary `icache-check` (`src/main.rs`) starts `qemu-aarch64` or
+//! `qemu-riscv64` ([`arch`]) with this plugin; see the crate's README for
+//! usage. `plugin_riscv` (also not in the docs) is the riscv64 glue.
 //!
 //! Licensed GPL-2.0-or-later because it links against QEMU's plugin API
 //! bindings.
 
 #![deny(missing_docs)]
 
-// `config`, `exit_status`, `plugin_args` and `summary` are also compiled
+// `arch`, `config`, `exit_status`, `plugin_args` and `summary` are also compiled
 // into the runner binary and the integration tests with `#[path]`: linking
 // this crate's rlib into an executable would drag in the plugin's
 // `#[no_mangle]` entry points and their references to symbols that only QEMU
 // provides. They depend on nothing but each other and `std`.
+pub mod arch;
 pub mod blocks;
 pub mod config;
 pub mod decode;
 mod exit_status;
 pub mod model;
 pub mod plugin_args;
+pub mod riscv;
 pub mod shadow;
 pub mod summary;
 
@@ -52,3 +57,5 @@ mod reference_tests;
 // so unit-test executables leave it out.
 #[cfg(not(test))]
 mod plugin;
+#[cfg(not(test))]
+mod plugin_riscv;

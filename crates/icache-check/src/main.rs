@@ -1,8 +1,10 @@
-//! `icache-check`: runs an AArch64 Linux program under `qemu-aarch64` with the
-//! icache-check plugin and exits non-zero when the plugin saw a violation.
+//! `icache-check`: runs an AArch64 or RISC-V (rv64) Linux program under
+//! `qemu-aarch64` or `qemu-riscv64` with the icache-check plugin and exits
+//! non-zero when the plugin saw a violation. The architecture comes from the
+//! program's ELF header ([`Arch::from_elf_header`]).
 //!
 //! ```text
-//! icache-check [--cpu MODEL] [--idc] [--dic] [--fail-on CLASSES] [--plugin PATH] -- PROGRAM [ARGS...]
+//! icache-check [--cpu MODEL] [--idc] [--dic] [--one-hart] [--fail-on CLASSES] [--plugin PATH] -- PROGRAM [ARGS...]
 //! ```
 //!
 //! It works as a cargo runner, because cargo appends the program and its
@@ -13,7 +15,8 @@
 //!     cargo test --target aarch64-unknown-linux-gnu
 //! ```
 //!
-//! Without `--cpu`, the model is `$QEMU_CPU` if set, else `cortex-a72`.
+//! Without `--cpu`, the model is `$QEMU_CPU` if set, else the architecture's
+//! default (`cortex-a72`, `rv64`).
 //!
 //! The plugin is built into the runner (`build.rs`), so an installed runner
 //! needs no file beside it; `--plugin PATH` loads another build instead.
@@ -26,6 +29,8 @@
 // rlib carries the plugin's entry points, which need symbols only QEMU has.
 // The plugin uses the parts the runner does not (`PluginArgs::parse`).
 #[allow(dead_code)]
+mod arch;
+#[allow(dead_code)]
 mod config;
 #[allow(dead_code)]
 mod exit_status;
@@ -34,18 +39,19 @@ mod plugin_args;
 #[allow(dead_code)]
 mod summary;
 
+use arch::Arch;
 use config::Config;
 use exit_status::{EXIT_CHECKER_FAILED, EXIT_VIOLATIONS};
 use plugin_args::PluginArgs;
 use summary::{Class, ClassCounts, Counts, PREFIX};
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
 use std::fs::File;
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::os::fd::FromRawFd;
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 /// CTR_EL0 as QEMU 7.2's `qemu-aarch64 -cpu MODEL` reports it to the guest,
@@ -69,19 +75,51 @@ const CPU_MODELS: &[(&str, u64, &str)] = &[
     ("neoverse-n1", 0x8444_c004, "neoverse-n1"),
 ];
 
-const DEFAULT_CPU: &str = "cortex-a72";
-const DEFAULT_LD_PREFIX: &str = "/usr/aarch64-linux-gnu";
-const USAGE: &str = "usage: icache-check [--cpu MODEL] [--idc] [--dic] [--fail-on CLASSES] \
-                     [--plugin PATH] -- PROGRAM [ARGS...]\n\
+/// The riscv64 models of `qemu-riscv64 -cpu help` (QEMU 7.2) that run
+/// `riscv64gc-unknown-linux-gnu` programs: `rv64` (QEMU's default for
+/// linux-user, with `Zifencei`) and `sifive-u54` (RV64GC). The RISC-V model
+/// has no line sizes (see `src/riscv.rs`), so the model changes nothing the
+/// checker expects.
+const RISCV64_CPU_MODELS: &[&str] = &["rv64", "sifive-u54"];
+
+/// What the runner needs to know about an architecture.
+struct ArchSpec {
+    /// The qemu-user binary.
+    qemu: &'static str,
+    /// The default `-L`: Debian's cross sysroot (`libc6-dev-ARCH-cross`).
+    ld_prefix: &'static str,
+    default_cpu: &'static str,
+}
+
+fn spec(arch: Arch) -> ArchSpec {
+    match arch {
+        Arch::Aarch64 => ArchSpec {
+            qemu: "qemu-aarch64",
+            ld_prefix: "/usr/aarch64-linux-gnu",
+            default_cpu: "cortex-a72",
+        },
+        Arch::Riscv64 => ArchSpec {
+            qemu: "qemu-riscv64",
+            ld_prefix: "/usr/riscv64-linux-gnu",
+            default_cpu: "rv64",
+        },
+    }
+}
+const USAGE: &str = "usage: icache-check [--cpu MODEL] [--idc] [--dic] [--one-hart] \
+                     [--fail-on CLASSES] [--plugin PATH] -- PROGRAM [ARGS...]\n\
+                     The architecture (aarch64, riscv64) comes from PROGRAM's ELF header.\n\
                      CLASSES: comma-separated, from maintenance, sync, patch-site \
                      (default maintenance,sync)";
 
 /// The parsed command line.
 #[derive(Debug, PartialEq, Eq)]
 struct Options {
-    cpu: String,
+    /// `--cpu`, if given.
+    cpu: Option<String>,
     idc: bool,
     dic: bool,
+    /// riscv64: the program runs on one hart.
+    one_hart: bool,
     plugin: Option<PathBuf>,
     /// The report classes that make the runner exit with [`EXIT_VIOLATIONS`].
     fail_on: Vec<Class>,
@@ -100,16 +138,13 @@ fn parse_classes(list: &str) -> Result<Vec<Class>, String> {
         .collect()
 }
 
-/// Parses the command line. Without `--cpu`, the model is `default_cpu`
-/// (QEMU's own `QEMU_CPU` variable when set, else [`DEFAULT_CPU`]).
-fn parse_args(
-    args: impl IntoIterator<Item = OsString>,
-    default_cpu: &str,
-) -> Result<Options, String> {
+/// Parses the command line.
+fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Options, String> {
     let mut opts = Options {
-        cpu: default_cpu.to_string(),
+        cpu: None,
         idc: false,
         dic: false,
+        one_hart: false,
         plugin: None,
         fail_on: Class::ALL
             .into_iter()
@@ -130,9 +165,10 @@ fn parse_args(
             "--" => break,
             "--idc" => opts.idc = true,
             "--dic" => opts.dic = true,
+            "--one-hart" => opts.one_hart = true,
             "-h" | "--help" => return Err(USAGE.to_string()),
             t if t == "--cpu" || t.starts_with("--cpu=") => {
-                opts.cpu = value("--cpu")?.to_string_lossy().into_owned();
+                opts.cpu = Some(value("--cpu")?.to_string_lossy().into_owned());
             }
             t if t == "--fail-on" || t.starts_with("--fail-on=") => {
                 opts.fail_on = parse_classes(&value("--fail-on")?.to_string_lossy())?;
@@ -154,19 +190,49 @@ fn parse_args(
     Ok(opts)
 }
 
-/// The plugin arguments and QEMU's `-cpu` value for a CPU model, or an error
-/// naming the known models. `--idc` / `--dic` set the bits the model's
-/// CTR_EL0 leaves clear.
-fn plugin_args(cpu: &str, idc: bool, dic: bool) -> Result<(PluginArgs, &'static str), String> {
+/// The CPU model: `--cpu` if given, else QEMU's own `QEMU_CPU` variable if
+/// set, else the architecture's default.
+fn choose_cpu(arch: Arch, flag: Option<&str>, env: Option<&str>) -> String {
+    flag.or(env).unwrap_or(spec(arch).default_cpu).to_string()
+}
+
+/// The plugin arguments and QEMU's `-cpu` value for a CPU model of `arch`,
+/// or an error naming the known models. `--idc` / `--dic` set the bits the
+/// model's CTR_EL0 leaves clear; they are AArch64's only. `one_hart` is
+/// riscv64's only.
+fn plugin_args(
+    arch: Arch,
+    cpu: &str,
+    idc: bool,
+    dic: bool,
+    one_hart: bool,
+) -> Result<(PluginArgs, &'static str), String> {
+    if arch == Arch::Riscv64 {
+        if idc || dic {
+            return Err("--idc and --dic are AArch64's CTR_EL0 bits; riscv64 has none".into());
+        }
+        let Some(&model) = RISCV64_CPU_MODELS.iter().find(|m| **m == cpu) else {
+            return Err(format!(
+                "unknown riscv64 CPU model {cpu} (from --cpu or QEMU_CPU); known: {}",
+                RISCV64_CPU_MODELS.join(", ")
+            ));
+        };
+        return Ok((PluginArgs::riscv64(one_hart), model));
+    }
+    if one_hart {
+        return Err("--one-hart is for riscv64 programs".into());
+    }
     let Some(&(_, ctr, qemu_cpu)) = CPU_MODELS.iter().find(|(name, _, _)| *name == cpu) else {
         let known: Vec<&str> = CPU_MODELS.iter().map(|(n, _, _)| *n).collect();
         return Err(format!(
-            "unknown CPU model {cpu}; known: {}",
+            "unknown aarch64 CPU model {cpu} (from --cpu or QEMU_CPU); known: {}",
             known.join(", ")
         ));
     };
     let cfg = Config::from_ctr_el0(ctr);
     let args = PluginArgs {
+        arch: Arch::Aarch64,
+        one_hart: false,
         config: Config {
             idc: idc || cfg.idc,
             dic: dic || cfg.dic,
@@ -240,18 +306,34 @@ fn embedded_plugin() -> std::io::Result<(File, PathBuf)> {
     Ok((file, PathBuf::from(format!("/proc/self/fd/{fd}"))))
 }
 
+/// The architecture of the program at `path`, from its ELF header.
+fn program_arch(path: &OsStr) -> Result<Arch, String> {
+    let shown = Path::new(path).display();
+    let mut header = Vec::with_capacity(arch::HEADER_LEN);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(arch::HEADER_LEN as u64).read_to_end(&mut header))
+        .map_err(|e| format!("cannot read {shown}: {e} ({:?})", e.kind()))?;
+    Arch::from_elf_header(&header).map_err(|e| format!("{shown}: {e}"))
+}
+
 fn fail(msg: &str) -> ExitCode {
     eprintln!("icache-check: error: {msg}");
     ExitCode::from(EXIT_CHECKER_FAILED)
 }
 
 fn main() -> ExitCode {
-    let default_cpu = std::env::var("QEMU_CPU").unwrap_or_else(|_| DEFAULT_CPU.to_string());
-    let opts = match parse_args(std::env::args_os().skip(1), &default_cpu) {
+    let opts = match parse_args(std::env::args_os().skip(1)) {
         Ok(o) => o,
         Err(e) => return fail(&e),
     };
-    let (pargs, qemu_cpu) = match plugin_args(&opts.cpu, opts.idc, opts.dic) {
+    let arch = match program_arch(&opts.program[0]) {
+        Ok(a) => a,
+        Err(e) => return fail(&e),
+    };
+    let spec = spec(arch);
+    let env_cpu = std::env::var("QEMU_CPU").ok();
+    let cpu = choose_cpu(arch, opts.cpu.as_deref(), env_cpu.as_deref());
+    let (pargs, qemu_cpu) = match plugin_args(arch, &cpu, opts.idc, opts.dic, opts.one_hart) {
         Ok(a) => a,
         Err(e) => return fail(&e),
     };
@@ -271,8 +353,8 @@ fn main() -> ExitCode {
             }
         },
     };
-    let ld_prefix = std::env::var_os("QEMU_LD_PREFIX").unwrap_or_else(|| DEFAULT_LD_PREFIX.into());
-    let qemu = std::env::var_os("ICACHE_CHECK_QEMU").unwrap_or_else(|| "qemu-aarch64".into());
+    let ld_prefix = std::env::var_os("QEMU_LD_PREFIX").unwrap_or_else(|| spec.ld_prefix.into());
+    let qemu = std::env::var_os("ICACHE_CHECK_QEMU").unwrap_or_else(|| spec.qemu.into());
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -355,15 +437,71 @@ mod tests {
     use super::*;
 
     fn parse_args2(a: Vec<OsString>) -> Result<Options, String> {
-        parse_args(a, DEFAULT_CPU)
+        parse_args(a)
     }
 
     #[test]
     fn qemu_cpu_from_the_environment_is_the_default_model() {
-        let o = parse_args(args("-- ./prog"), "max").unwrap();
-        assert_eq!(o.cpu, "max");
-        let o = parse_args(args("--cpu a64fx -- ./prog"), "max").unwrap();
-        assert_eq!(o.cpu, "a64fx");
+        assert_eq!(choose_cpu(Arch::Aarch64, None, Some("max")), "max");
+        assert_eq!(
+            choose_cpu(Arch::Aarch64, Some("a64fx"), Some("max")),
+            "a64fx"
+        );
+        assert_eq!(choose_cpu(Arch::Aarch64, None, None), "cortex-a72");
+        assert_eq!(choose_cpu(Arch::Riscv64, None, None), "rv64");
+        assert_eq!(
+            choose_cpu(Arch::Riscv64, None, Some("sifive-u54")),
+            "sifive-u54"
+        );
+    }
+
+    #[test]
+    fn an_aarch64_model_for_a_riscv64_program_is_an_error_naming_the_models() {
+        let e = plugin_args(Arch::Riscv64, "cortex-a72", false, false, false).unwrap_err();
+        assert!(
+            e.contains("riscv64") && e.contains("rv64, sifive-u54"),
+            "{e}"
+        );
+        let e = plugin_args(Arch::Aarch64, "rv64", false, false, false).unwrap_err();
+        assert!(e.contains("cortex-a72"), "{e}");
+        assert!(plugin_args(Arch::Riscv64, "rv64", true, false, false).is_err());
+        assert!(plugin_args(Arch::Riscv64, "rv64", false, true, false).is_err());
+        assert!(plugin_args(Arch::Aarch64, "cortex-a72", false, false, true).is_err());
+    }
+
+    #[test]
+    fn riscv64_models_run_as_themselves_with_the_riscv64_plugin_arguments() {
+        for &m in RISCV64_CPU_MODELS {
+            let (a, qemu_cpu) = plugin_args(Arch::Riscv64, m, false, false, false).unwrap();
+            assert_eq!((a.to_string().as_str(), qemu_cpu), ("arch=riscv64", m));
+            let (a, _) = plugin_args(Arch::Riscv64, m, false, false, true).unwrap();
+            assert_eq!(a.to_string(), "arch=riscv64,one_hart=on");
+        }
+        assert_eq!(spec(Arch::Riscv64).qemu, "qemu-riscv64");
+        assert_eq!(spec(Arch::Riscv64).ld_prefix, "/usr/riscv64-linux-gnu");
+        assert_eq!(spec(Arch::Aarch64).qemu, "qemu-aarch64");
+        assert_eq!(spec(Arch::Aarch64).ld_prefix, "/usr/aarch64-linux-gnu");
+    }
+
+    #[test]
+    fn a_program_that_is_missing_or_not_elf_is_a_clear_error() {
+        let e = program_arch(OsStr::new("/nonexistent/prog")).unwrap_err();
+        assert!(
+            e.contains("cannot read /nonexistent/prog") && e.contains("NotFound"),
+            "{e}"
+        );
+        let dir = std::env::temp_dir().join(format!("icache-check-arch-{}", std::process::id()));
+        std::fs::write(&dir, b"\x7fELF\x02").unwrap();
+        let e = program_arch(dir.as_os_str()).unwrap_err();
+        let _ = std::fs::remove_file(&dir);
+        assert!(e.contains("truncated ELF header"), "{e}");
+        // The test binary itself is an x86-64 ELF file: read, but refused.
+        let me = std::env::current_exe().unwrap();
+        let e = program_arch(me.as_os_str()).unwrap_err();
+        assert!(
+            e.contains("e_machine 62") && e.contains("not supported yet"),
+            "{e}"
+        );
     }
 
     fn args(s: &str) -> Vec<OsString> {
@@ -373,7 +511,7 @@ mod tests {
     #[test]
     fn cargo_runner_form_parses_options_then_program() {
         let o = parse_args2(args("--cpu a64fx -- /t/test --exact foo")).unwrap();
-        assert_eq!(o.cpu, "a64fx");
+        assert_eq!(o.cpu.as_deref(), Some("a64fx"));
         assert_eq!(o.program, args("/t/test --exact foo"));
     }
 
@@ -381,14 +519,14 @@ mod tests {
     fn program_options_after_the_program_are_not_ours() {
         let o = parse_args2(args("--idc ./prog --dic --cpu=max")).unwrap();
         assert!(o.idc && !o.dic);
-        assert_eq!(o.cpu, DEFAULT_CPU);
+        assert_eq!(o.cpu, None);
         assert_eq!(o.program, args("./prog --dic --cpu=max"));
     }
 
     #[test]
     fn equals_forms_and_plugin_override_parse() {
         let o = parse_args2(args("--cpu=max --plugin=/x/p.so --dic -- a")).unwrap();
-        assert_eq!((o.cpu.as_str(), o.dic), ("max", true));
+        assert_eq!((o.cpu.as_deref(), o.dic), (Some("max"), true));
         assert_eq!(o.plugin, Some(PathBuf::from("/x/p.so")));
     }
 
@@ -413,29 +551,40 @@ mod tests {
 
     #[test]
     fn cpu_models_give_their_line_sizes() {
-        let text = |cpu, idc, dic| plugin_args(cpu, idc, dic).unwrap().0.to_string();
-        let want = "dline=64,iline=64,idc=off,dic=off";
+        let text = |cpu, idc, dic| {
+            let a = plugin_args(Arch::Aarch64, cpu, idc, dic, false).unwrap().0;
+            a.to_string()
+        };
+        let want = "arch=aarch64,dline=64,iline=64,idc=off,dic=off";
         assert_eq!(text("cortex-a72", false, false), want);
-        let want = "dline=256,iline=256,idc=off,dic=off";
+        let want = "arch=aarch64,dline=256,iline=256,idc=off,dic=off";
         assert_eq!(text("a64fx", false, false), want);
-        let want = "dline=32,iline=32,idc=on,dic=on";
+        let want = "arch=aarch64,dline=32,iline=32,idc=on,dic=on";
         assert_eq!(text("max", true, true), want);
-        assert!(plugin_args("cortex-a99", false, false)
-            .unwrap_err()
-            .contains("cortex-a72"));
+        assert!(
+            plugin_args(Arch::Aarch64, "cortex-a99", false, false, false)
+                .unwrap_err()
+                .contains("cortex-a72")
+        );
     }
 
     #[test]
     fn sve_and_sme_are_off_in_every_model_that_has_them() {
         // QEMU 7.2: a64fx and max have SVE, max also SME (HWCAP/HWCAP2).
         assert_eq!(
-            plugin_args("a64fx", false, false).unwrap().1,
+            plugin_args(Arch::Aarch64, "a64fx", false, false, false)
+                .unwrap()
+                .1,
             "a64fx,sve=off"
         );
-        let max = plugin_args("max", false, false).unwrap().1;
+        let max = plugin_args(Arch::Aarch64, "max", false, false, false)
+            .unwrap()
+            .1;
         assert_eq!(max, "max,sve=off,sme=off");
         assert_eq!(
-            plugin_args("cortex-a72", false, false).unwrap().1,
+            plugin_args(Arch::Aarch64, "cortex-a72", false, false, false)
+                .unwrap()
+                .1,
             "cortex-a72"
         );
     }

@@ -1,5 +1,6 @@
 //! The argument string the runner passes to the plugin:
-//! `-plugin PATH,dline=64,iline=64,idc=off,dic=off`.
+//! `-plugin PATH,arch=aarch64,dline=64,iline=64,idc=off,dic=off`, or
+//! `-plugin PATH,arch=riscv64` (RISC-V's rules have no cache lines).
 //!
 //! [`PluginArgs`] owns both directions, so the runner's formatter and the
 //! plugin's parser cannot drift apart.
@@ -8,6 +9,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::Path;
 
+use crate::arch::Arch;
 use crate::config::Config;
 
 /// Largest line size accepted; the Arm ARM's CTR_EL0 fields allow up to
@@ -17,8 +19,13 @@ const MAX_LINE: u64 = 2048;
 /// What the runner tells the plugin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PluginArgs {
-    /// The cache geometry and feature bits to check against.
+    /// The guest architecture, whose model the plugin runs.
+    pub arch: Arch,
+    /// The cache geometry and feature bits to check against (AArch64 only).
     pub config: Config,
+    /// RISC-V only: the program runs on one hart, so any `fence.i` covers
+    /// every thread (`one_hart=on`).
+    pub one_hart: bool,
 }
 
 impl PluginArgs {
@@ -33,9 +40,11 @@ impl PluginArgs {
     /// Parses the `key=value` strings QEMU hands the plugin (the comma
     /// separated list after the path, already split). A key left out keeps
     /// its value from [`PluginArgs::default`]; a key given twice, an unknown
-    /// key or a malformed value is an error that names it.
+    /// key, a malformed value or a cache key with `arch=riscv64` is an error
+    /// that names it.
     pub fn parse<S: AsRef<str>>(raw: &[S]) -> Result<PluginArgs, String> {
         let (mut dline, mut iline, mut idc, mut dic) = (None, None, None, None);
+        let (mut arch, mut one_hart) = (None, None);
         for arg in raw {
             let arg = arg.as_ref();
             let (key, value) = arg
@@ -57,6 +66,13 @@ impl PluginArgs {
                 _ => Err(format!("{key}={v} is not on or off")),
             };
             let slot_set = match key {
+                "arch" => arch
+                    .replace(
+                        Arch::from_name(value)
+                            .ok_or_else(|| format!("arch={value} is not aarch64 or riscv64"))?,
+                    )
+                    .is_some(),
+                "one_hart" => one_hart.replace(flag(value)?).is_some(),
                 "dline" => dline.replace(line(value)?).is_some(),
                 "iline" => iline.replace(line(value)?).is_some(),
                 "idc" => idc.replace(flag(value)?).is_some(),
@@ -67,8 +83,21 @@ impl PluginArgs {
                 return Err(format!("plugin argument {key} given twice"));
             }
         }
+        let arch = arch.unwrap_or(Arch::Aarch64);
+        if arch != Arch::Riscv64 && one_hart.is_some() {
+            return Err(format!(
+                "one_hart is RISC-V's; arch={arch} does not take it"
+            ));
+        }
+        if arch != Arch::Aarch64 && (dline, iline, idc, dic) != (None, None, None, None) {
+            return Err(format!(
+                "dline, iline, idc and dic are AArch64's; arch={arch} takes none"
+            ));
+        }
         let d = PluginArgs::default().config;
         Ok(PluginArgs {
+            arch,
+            one_hart: one_hart.unwrap_or(false),
             config: Config {
                 dline: dline.unwrap_or(d.dline),
                 iline: iline.unwrap_or(d.iline),
@@ -79,7 +108,18 @@ impl PluginArgs {
     }
 
     /// The expected form, for error messages.
-    pub const USAGE: &'static str = "dline=N,iline=N,idc=on|off,dic=on|off";
+    pub const USAGE: &'static str =
+        "arch=aarch64,dline=N,iline=N,idc=on|off,dic=on|off or arch=riscv64[,one_hart=on]";
+
+    /// The arguments for a RISC-V guest; `one_hart`: the program runs on
+    /// one hart.
+    pub fn riscv64(one_hart: bool) -> PluginArgs {
+        PluginArgs {
+            arch: Arch::Riscv64,
+            one_hart,
+            ..PluginArgs::default()
+        }
+    }
 }
 
 /// The runner's default model, `cortex-a72`, whose CTR_EL0 under QEMU 7.2 is
@@ -87,19 +127,29 @@ impl PluginArgs {
 impl Default for PluginArgs {
     fn default() -> Self {
         PluginArgs {
+            arch: Arch::Aarch64,
             config: Config::from_ctr_el0(0x8444_c004),
+            one_hart: false,
         }
     }
 }
 
-/// The argument list without the path: `dline=64,iline=64,idc=off,dic=off`.
+/// The argument list without the path:
+/// `arch=aarch64,dline=64,iline=64,idc=off,dic=off`, or `arch=riscv64`.
 impl fmt::Display for PluginArgs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.arch != Arch::Aarch64 {
+            write!(f, "arch={}", self.arch)?;
+            if self.one_hart {
+                f.write_str(",one_hart=on")?;
+            }
+            return Ok(());
+        }
         let onoff = |b: bool| if b { "on" } else { "off" };
         let c = self.config;
         write!(
             f,
-            "dline={},iline={},idc={},dic={}",
+            "arch=aarch64,dline={},iline={},idc={},dic={}",
             c.dline,
             c.iline,
             onoff(c.idc),
@@ -122,6 +172,8 @@ mod tests {
             for idc in [false, true] {
                 for dic in [false, true] {
                     let args = PluginArgs {
+                        arch: Arch::Aarch64,
+                        one_hart: false,
                         config: Config {
                             dline,
                             iline,
@@ -139,11 +191,37 @@ mod tests {
     }
 
     #[test]
+    fn riscv64_arguments_parse_back_to_the_same_arch() {
+        for one_hart in [false, true] {
+            let args = PluginArgs::riscv64(one_hart);
+            let option = args.plugin_option(Path::new("/p/libicache_check.so"));
+            let rest = option
+                .to_str()
+                .unwrap()
+                .strip_prefix("/p/libicache_check.so,");
+            assert_eq!(parse_str(rest.unwrap()), Ok(args));
+        }
+    }
+
+    #[test]
     fn the_format_is_the_documented_one() {
         let args = PluginArgs {
+            arch: Arch::Aarch64,
             config: Config::from_ctr_el0(0x8444_c004),
+            one_hart: false,
         };
-        assert_eq!(args.to_string(), "dline=64,iline=64,idc=off,dic=off");
+        let want = "arch=aarch64,dline=64,iline=64,idc=off,dic=off";
+        assert_eq!(args.to_string(), want);
+        assert_eq!(PluginArgs::riscv64(false).to_string(), "arch=riscv64");
+        let want = "arch=riscv64,one_hart=on";
+        assert_eq!(PluginArgs::riscv64(true).to_string(), want);
+    }
+
+    #[test]
+    fn arguments_without_arch_are_aarch64_ones() {
+        let a = parse_str("dline=256,iline=256,idc=off,dic=off").unwrap();
+        assert_eq!(a.arch, Arch::Aarch64);
+        assert_eq!(a.config.dline, 256);
     }
 
     #[test]
@@ -171,6 +249,11 @@ mod tests {
             ("dline=64,iline=64,idc=off,dic=off,frob=1", "frob"),
             ("dline=64,dline=64,iline=64,idc=off,dic=off", "twice"),
             ("dline", "not key=value"),
+            ("arch=arm", "arch=arm"),
+            ("arch=riscv64,arch=riscv64", "twice"),
+            ("arch=riscv64,dline=64", "AArch64's"),
+            ("one_hart=on", "RISC-V's"),
+            ("arch=riscv64,one_hart=maybe", "one_hart=maybe"),
         ];
         for (text, want) in cases {
             let err = parse_str(text).unwrap_err();

@@ -164,11 +164,12 @@ fn unrolled_correct_flush_reports_nothing() {
     expect(8, &[]);
 }
 
-/// The CPU models the runner accepts, from its own error message, so that a
-/// model added to the runner is tested too.
-fn runner_cpu_models() -> Vec<String> {
+/// The CPU models the runner accepts for `program`'s architecture, from its
+/// own error message, so that a model added to the runner is tested too.
+fn runner_cpu_models(program: &Path) -> Vec<String> {
     let out = Command::new(RUNNER)
-        .args(["--cpu", "no-such-model", "--", "true"])
+        .args(["--cpu", "no-such-model", "--"])
+        .arg(program)
         .output()
         .expect("run icache-check");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -227,7 +228,7 @@ fn instructions_after_a_faulting_load_in_the_same_block_are_not_counted() {
 #[test]
 fn code_copied_with_memcpy_and_no_maintenance_is_reported_on_every_cpu_model() {
     let program = build_fixture("memcpy");
-    let models = runner_cpu_models();
+    let models = runner_cpu_models(&program);
     assert!(models.len() >= 8, "{models:?}");
     for cpu in models {
         let out = Command::new(RUNNER)

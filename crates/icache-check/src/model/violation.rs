@@ -17,6 +17,14 @@ pub enum Missing {
     /// The executing vCPU passed no context synchronization event after the
     /// invalidation completed.
     NoContextSync,
+    /// RISC-V: no `fence.i` of this thread (after the migration opt-in), no
+    /// `riscv_flush_icache` covering this thread and no membarrier
+    /// SYNC_CORE came after the store ([`crate::riscv`]).
+    NotFlushed,
+    /// RISC-V: only a `fence.i` of this thread without the
+    /// `PR_RISCV_SET_ICACHE_FLUSH_CTX` opt-in came after the store; the
+    /// kernel may have moved the thread to a hart that did not run it.
+    FenceIWithoutOptIn,
 }
 
 impl Missing {
@@ -26,6 +34,8 @@ impl Missing {
             Missing::NotCleaned => "not cleaned",
             Missing::NotInvalidated => "not invalidated",
             Missing::NoContextSync => "no context synchronization on this vCPU",
+            Missing::NotFlushed => "not flushed for this thread",
+            Missing::FenceIWithoutOptIn => "only a fence.i without the migration opt-in",
         }
     }
 }
@@ -111,6 +121,8 @@ impl super::Model {
             }
             Missing::NotInvalidated => "no ic ivau covered this line after the clean",
             Missing::NoContextSync => "needs an isb here, or membarrier SYNC_CORE from the writer",
+            // RISC-V's model gives its own hints.
+            Missing::NotFlushed | Missing::FenceIWithoutOptIn => return None,
         })
     }
 }

@@ -1,0 +1,334 @@
+//! QEMU glue for riscv64 guests (`arch=riscv64`): turns TCG plugin callbacks
+//! (API version 1, Debian's qemu-user 7.2) into events for [`RiscvModel`].
+//!
+//! * Every instruction that may store ([`may_store`]), except stores through
+//!   `sp` ([`is_sp_based_store`]), gets a memory callback that records the
+//!   store in the lock-free [`Shadow`].
+//! * `fence.i` and `ecall` get an execution callback, and so does every
+//!   instruction in a page the guest stored to, unless the model says at
+//!   translation that it is coherent for every thread, present and future
+//!   ([`RiscvModel::coherent_for_every_vcpu`]). Deciding this at translation
+//!   is sound for the reason given in `plugin.rs`: QEMU user mode
+//!   retranslates a page's code after any store to it.
+//! * An instruction is 2 or 4 bytes at any 2-byte boundary; the check covers
+//!   every shadow word its bytes touch.
+//!
+//! # `riscv_flush_icache` and the register reads
+//!
+//! QEMU 7.2 answers syscall 259 in `cpu_loop` (linux-user/riscv/cpu_loop.c:
+//! "riscv_flush_icache_syscall is a no-op in QEMU") before `do_syscall`, so
+//! no syscall callback sees it. The `ecall`'s own execution callback
+//! therefore reads `a7` (x17) and `a0`..`a2` (x10..x12) from the guest
+//! register file. As on AArch64 (see `plugin.rs`), TCG keeps the pointer to
+//! the guest `CPURISCVState` in `TCG_AREG0` (`rbp` on x86-64), which a naked
+//! shim passes on; QEMU 7.2's `CPURISCVState` begins with
+//! `target_ulong gpr[32]`, so `xN` is at byte offset `8 N`.
+//!
+//! Self-check: for every `ecall` that QEMU does pass to `do_syscall`, the
+//! syscall callback compares the number and the first three arguments it
+//! reports with the `a7` and `a0`..`a2` read at the `ecall`. Any mismatch is
+//! printed as an error at exit and makes the runner fail (exit 87), so a
+//! QEMU build with another layout, or a register not yet written back to
+//! the register file, cannot pass silently.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::{c_uint, c_void, CString};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use qemu_plugin::sys::{
+    qemu_plugin_cb_flags, qemu_plugin_id_t, qemu_plugin_insn_data, qemu_plugin_insn_size,
+    qemu_plugin_insn_vaddr, qemu_plugin_mem_is_store, qemu_plugin_mem_rw,
+    qemu_plugin_mem_size_shift, qemu_plugin_meminfo_t, qemu_plugin_outs,
+    qemu_plugin_register_atexit_cb, qemu_plugin_register_vcpu_init_cb,
+    qemu_plugin_register_vcpu_insn_exec_cb, qemu_plugin_register_vcpu_mem_cb,
+    qemu_plugin_register_vcpu_syscall_cb, qemu_plugin_register_vcpu_syscall_ret_cb,
+    qemu_plugin_register_vcpu_tb_trans_cb, qemu_plugin_tb, qemu_plugin_tb_get_insn,
+    qemu_plugin_tb_n_insns,
+};
+
+use crate::model::Missing;
+use crate::riscv::{decode, is_sp_based_store, may_store, sysno, RiscvModel, RvInsn};
+use crate::shadow::Shadow;
+
+/// Distinct violation lines printed before the rest are only counted.
+const MAX_PRINTED: usize = 1000;
+
+/// Guest registers read at an `ecall`.
+const A0: usize = 10;
+const A7: usize = 17;
+
+/// What the callback of one translated instruction has to do.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Desc {
+    pc: u64,
+    len: u64,
+    insn: RvInsn,
+    /// The instruction is in a stored-to page: check its execution.
+    check: bool,
+}
+
+struct Inner {
+    model: RiscvModel,
+    descs: HashMap<Desc, &'static Desc>,
+    printed: HashSet<(u32, u64, Missing, u64)>,
+    /// `a7` and `a0`..`a2` at each vCPU's last `ecall`, for the self-check.
+    ecall_regs: Vec<Option<[u64; 4]>>,
+    checks: u64,
+    mismatches: u64,
+}
+
+struct State {
+    inner: Mutex<Inner>,
+    shadow: Arc<Shadow>,
+}
+
+static STATE: OnceLock<State> = OnceLock::new();
+
+fn lock() -> Option<MutexGuard<'static, Inner>> {
+    let st = STATE.get()?;
+    Some(st.inner.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+fn outs(text: &str) {
+    if let Ok(c) = CString::new(format!("{text}\n")) {
+        // SAFETY: `c` is a valid NUL-terminated string for the call's duration.
+        unsafe { qemu_plugin_outs(c.as_ptr()) };
+    }
+}
+
+/// Reads guest register `xN`.
+///
+/// # Safety
+/// `env` must be the `CPURISCVState` pointer captured by [`exec_shim`].
+unsafe fn xreg(env: *const u8, n: usize) -> u64 {
+    if n == 0 || n >= 32 {
+        return 0;
+    }
+    // SAFETY: gpr[n] lies inside CPURISCVState (see the module docs).
+    unsafe { std::ptr::read_volatile(env.add(8 * n) as *const u64) }
+}
+
+/// Sets up the RISC-V model and registers its callbacks. `one_hart`: the
+/// program runs on one hart.
+pub(crate) fn install(id: qemu_plugin::PluginId, one_hart: bool) {
+    let model = RiscvModel::new(one_hart);
+    let shadow = model.shadow();
+    let inner = Inner {
+        model,
+        descs: HashMap::new(),
+        printed: HashSet::new(),
+        ecall_regs: Vec::new(),
+        checks: 0,
+        mismatches: 0,
+    };
+    let _ = STATE.set(State {
+        inner: Mutex::new(inner),
+        shadow,
+    });
+    // SAFETY: plain registrations of `extern "C"` callbacks with the
+    // signatures the API version 1 header declares.
+    unsafe {
+        qemu_plugin_register_vcpu_init_cb(id, Some(vcpu_init));
+        qemu_plugin_register_vcpu_tb_trans_cb(id, Some(tb_trans));
+        qemu_plugin_register_vcpu_syscall_cb(id, Some(syscall));
+        qemu_plugin_register_vcpu_syscall_ret_cb(id, Some(syscall_ret));
+        qemu_plugin_register_atexit_cb(id, Some(at_exit), std::ptr::null_mut());
+    }
+}
+
+unsafe extern "C" fn vcpu_init(_id: qemu_plugin_id_t, vcpu: c_uint) {
+    if let Some(mut g) = lock() {
+        g.model.vcpu_start(vcpu);
+    }
+}
+
+unsafe extern "C" fn tb_trans(_id: qemu_plugin_id_t, tb: *mut qemu_plugin_tb) {
+    let Some(shadow) = STATE.get().map(|st| &*st.shadow) else {
+        return;
+    };
+    let Some(mut g) = lock() else { return };
+    // SAFETY: `tb` is valid for the duration of this callback.
+    let n = unsafe { qemu_plugin_tb_n_insns(tb) };
+    for i in 0..n {
+        // SAFETY: i < n; the handle and its data live until the callback returns.
+        let (handle, pc, len, bits) = unsafe {
+            let handle = qemu_plugin_tb_get_insn(tb, i);
+            let pc = qemu_plugin_insn_vaddr(handle);
+            let len = qemu_plugin_insn_size(handle) as u64;
+            let data = qemu_plugin_insn_data(handle) as *const u8;
+            let mut bytes = [0u8; 4];
+            std::ptr::copy_nonoverlapping(data, bytes.as_mut_ptr(), len.min(4) as usize);
+            (handle, pc, len, u32::from_le_bytes(bytes))
+        };
+        if may_store(bits, len) && !is_sp_based_store(bits, len) {
+            // SAFETY: registering a store callback; userdata is the PC.
+            unsafe {
+                qemu_plugin_register_vcpu_mem_cb(
+                    handle,
+                    Some(mem_cb),
+                    qemu_plugin_cb_flags::QEMU_PLUGIN_CB_NO_REGS,
+                    qemu_plugin_mem_rw::QEMU_PLUGIN_MEM_W,
+                    pc as *mut c_void,
+                );
+            }
+        }
+        let insn = decode(bits, len);
+        let last = pc.wrapping_add(len.max(1) - 1);
+        let stored = shadow.page_is_stored(pc) || shadow.page_is_stored(last);
+        let check = stored && !g.model.coherent_for_every_vcpu(pc, len);
+        if !check && insn == RvInsn::Other {
+            continue;
+        }
+        let desc = Desc {
+            pc,
+            len,
+            insn,
+            check,
+        };
+        let interned: &'static Desc = g
+            .descs
+            .entry(desc)
+            .or_insert_with(|| Box::leak(Box::new(desc)));
+        // SAFETY: the descriptor is never freed, so the pointer stays valid.
+        unsafe {
+            qemu_plugin_register_vcpu_insn_exec_cb(
+                handle,
+                Some(exec_shim),
+                qemu_plugin_cb_flags::QEMU_PLUGIN_CB_NO_REGS,
+                interned as *const Desc as *mut c_void,
+            );
+        }
+    }
+}
+
+unsafe extern "C" fn mem_cb(
+    vcpu: c_uint,
+    info: qemu_plugin_meminfo_t,
+    vaddr: u64,
+    pc: *mut c_void,
+) {
+    // SAFETY: `info` comes straight from QEMU.
+    let (store, shift) = unsafe {
+        (
+            qemu_plugin_mem_is_store(info),
+            qemu_plugin_mem_size_shift(info),
+        )
+    };
+    if !store {
+        return;
+    }
+    if let Some(st) = STATE.get() {
+        st.shadow.store(vcpu, vaddr, 1 << shift, pc as u64);
+    }
+}
+
+/// Entered straight from TCG-generated code with `rbp` = the guest
+/// `CPURISCVState` (TCG_AREG0); passes it as a third argument to [`exec_cb`].
+#[unsafe(naked)]
+unsafe extern "C" fn exec_shim(_vcpu: c_uint, _desc: *mut c_void) {
+    core::arch::naked_asm!("mov rdx, rbp", "jmp {cb}", cb = sym exec_cb)
+}
+
+unsafe extern "C" fn exec_cb(vcpu: c_uint, desc: *mut c_void, env: *const u8) {
+    // SAFETY: `desc` is an interned, leaked `Desc` (see `tb_trans`).
+    let d = unsafe { &*(desc as *const Desc) };
+    // The hot path: an instruction already found coherent for this vCPU
+    // needs neither the lock nor the model.
+    if d.check && d.insn == RvInsn::Other {
+        if let Some(st) = STATE.get() {
+            let last = d.pc.wrapping_add(d.len.max(1) - 1);
+            if st.shadow.known_coherent(vcpu, d.pc) && st.shadow.known_coherent(vcpu, last) {
+                return;
+            }
+        }
+    }
+    let Some(mut g) = lock() else { return };
+    if d.check {
+        g.execute(vcpu, d.pc, d.len);
+    }
+    match d.insn {
+        RvInsn::FenceI => g.model.fence_i(vcpu),
+        RvInsn::Ecall => {
+            // SAFETY: `env` was captured by `exec_shim`.
+            let regs = unsafe {
+                [
+                    xreg(env, A7),
+                    xreg(env, A0),
+                    xreg(env, A0 + 1),
+                    xreg(env, A0 + 2),
+                ]
+            };
+            g.model.ecall(vcpu, regs[0], [regs[1], regs[2], regs[3]]);
+            let i = vcpu as usize;
+            if g.ecall_regs.len() <= i {
+                g.ecall_regs.resize(i + 1, None);
+            }
+            // QEMU passes every other call to `do_syscall`, whose callback
+            // checks these reads.
+            g.ecall_regs[i] = (regs[0] != sysno::RISCV_FLUSH_ICACHE).then_some(regs);
+        }
+        RvInsn::Other => {}
+    }
+}
+
+impl Inner {
+    /// Lets the model check one execution, and prints its report the first
+    /// time it is seen.
+    fn execute(&mut self, vcpu: c_uint, pc: u64, len: u64) {
+        let Some(v) = self.model.execute(vcpu, pc, len) else {
+            return;
+        };
+        let key = (v.vcpu, v.pc, v.missing, v.store_pc);
+        if self.printed.len() < MAX_PRINTED && self.printed.insert(key) {
+            outs(&v.to_string());
+            if self.printed.len() == MAX_PRINTED {
+                outs("icache-check: further distinct violations are counted but not shown");
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C" fn syscall(
+    _id: qemu_plugin_id_t,
+    vcpu: c_uint,
+    num: i64,
+    a1: u64,
+    a2: u64,
+    a3: u64,
+    _a4: u64,
+    _a5: u64,
+    _a6: u64,
+    _a7: u64,
+    _a8: u64,
+) {
+    let Some(mut g) = lock() else { return };
+    if let Some(regs) = g.ecall_regs.get_mut(vcpu as usize).and_then(Option::take) {
+        g.checks += 1;
+        if regs != [num as u64, a1, a2, a3] {
+            g.mismatches += 1;
+        }
+    }
+    g.model.syscall(vcpu, num, [a1, a2, a3]);
+}
+
+unsafe extern "C" fn syscall_ret(_id: qemu_plugin_id_t, vcpu: c_uint, num: i64, ret: i64) {
+    if let Some(mut g) = lock() {
+        g.model.syscall_return(vcpu, num, ret);
+    }
+}
+
+unsafe extern "C" fn at_exit(_id: qemu_plugin_id_t, _data: *mut c_void) {
+    let Some(g) = lock() else { return };
+    if g.mismatches != 0 {
+        outs(&format!(
+            "icache-check: error: guest register reads failed the self-check \
+             ({} of {} ecall checks wrong); this QEMU build is not supported",
+            g.mismatches, g.checks
+        ));
+    } else if g.checks == 0 {
+        outs("icache-check: warning: the guest made no system call, so the register self-check did not run");
+    }
+    outs(&g.model.counts().to_string());
+    outs(&g.model.class_counts().to_string());
+}
