@@ -414,11 +414,11 @@ mod tests {
     #[test]
     fn cpu_models_give_their_line_sizes() {
         let text = |cpu, idc, dic| plugin_args(cpu, idc, dic).unwrap().0.to_string();
-        let want = "dline=64,iline=64,idc=off,dic=off";
+        let want = "dline=64,iline=64,idc=off,dic=off,ipipt=on";
         assert_eq!(text("cortex-a72", false, false), want);
-        let want = "dline=256,iline=256,idc=off,dic=off";
+        let want = "dline=256,iline=256,idc=off,dic=off,ipipt=off";
         assert_eq!(text("a64fx", false, false), want);
-        let want = "dline=32,iline=32,idc=on,dic=on";
+        let want = "dline=32,iline=32,idc=on,dic=on,ipipt=off";
         assert_eq!(text("max", true, true), want);
         assert!(plugin_args("cortex-a99", false, false)
             .unwrap_err()

@@ -1,5 +1,5 @@
 //! The argument string the runner passes to the plugin:
-//! `-plugin PATH,dline=64,iline=64,idc=off,dic=off`.
+//! `-plugin PATH,dline=64,iline=64,idc=off,dic=off,ipipt=on`.
 //!
 //! [`PluginArgs`] owns both directions, so the runner's formatter and the
 //! plugin's parser cannot drift apart.
@@ -35,7 +35,7 @@ impl PluginArgs {
     /// its value from [`PluginArgs::default`]; a key given twice, an unknown
     /// key or a malformed value is an error that names it.
     pub fn parse<S: AsRef<str>>(raw: &[S]) -> Result<PluginArgs, String> {
-        let (mut dline, mut iline, mut idc, mut dic) = (None, None, None, None);
+        let (mut dline, mut iline, mut idc, mut dic, mut ipipt) = (None, None, None, None, None);
         for arg in raw {
             let arg = arg.as_ref();
             let (key, value) = arg
@@ -61,6 +61,7 @@ impl PluginArgs {
                 "iline" => iline.replace(line(value)?).is_some(),
                 "idc" => idc.replace(flag(value)?).is_some(),
                 "dic" => dic.replace(flag(value)?).is_some(),
+                "ipipt" => ipipt.replace(flag(value)?).is_some(),
                 _ => return Err(format!("unknown plugin argument {key}")),
             };
             if slot_set {
@@ -74,6 +75,7 @@ impl PluginArgs {
                 iline: iline.unwrap_or(d.iline),
                 idc: idc.unwrap_or(d.idc),
                 dic: dic.unwrap_or(d.dic),
+                pipt_icache: ipipt.unwrap_or(d.pipt_icache),
             },
         })
     }
@@ -92,18 +94,20 @@ impl Default for PluginArgs {
     }
 }
 
-/// The argument list without the path: `dline=64,iline=64,idc=off,dic=off`.
+/// The argument list without the path:
+/// `dline=64,iline=64,idc=off,dic=off,ipipt=on`.
 impl fmt::Display for PluginArgs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let onoff = |b: bool| if b { "on" } else { "off" };
         let c = self.config;
         write!(
             f,
-            "dline={},iline={},idc={},dic={}",
+            "dline={},iline={},idc={},dic={},ipipt={}",
             c.dline,
             c.iline,
             onoff(c.idc),
-            onoff(c.dic)
+            onoff(c.dic),
+            onoff(c.pipt_icache)
         )
     }
 }
@@ -121,18 +125,21 @@ mod tests {
         for (dline, iline) in [(4, 2048), (64, 64), (256, 256), (32, 64)] {
             for idc in [false, true] {
                 for dic in [false, true] {
-                    let args = PluginArgs {
-                        config: Config {
-                            dline,
-                            iline,
-                            idc,
-                            dic,
-                        },
-                    };
-                    let option = args.plugin_option(Path::new("/p/libicache_check.so"));
-                    let option = option.to_str().unwrap();
-                    let rest = option.strip_prefix("/p/libicache_check.so,").unwrap();
-                    assert_eq!(parse_str(rest), Ok(args), "{option}");
+                    for pipt_icache in [false, true] {
+                        let args = PluginArgs {
+                            config: Config {
+                                dline,
+                                iline,
+                                idc,
+                                dic,
+                                pipt_icache,
+                            },
+                        };
+                        let option = args.plugin_option(Path::new("/p/libicache_check.so"));
+                        let option = option.to_str().unwrap();
+                        let rest = option.strip_prefix("/p/libicache_check.so,").unwrap();
+                        assert_eq!(parse_str(rest), Ok(args), "{option}");
+                    }
                 }
             }
         }
@@ -143,7 +150,10 @@ mod tests {
         let args = PluginArgs {
             config: Config::from_ctr_el0(0x8444_c004),
         };
-        assert_eq!(args.to_string(), "dline=64,iline=64,idc=off,dic=off");
+        assert_eq!(
+            args.to_string(),
+            "dline=64,iline=64,idc=off,dic=off,ipipt=on"
+        );
     }
 
     #[test]
@@ -171,6 +181,7 @@ mod tests {
             ("dline=64,iline=64,idc=off,dic=off,frob=1", "frob"),
             ("dline=64,dline=64,iline=64,idc=off,dic=off", "twice"),
             ("dline", "not key=value"),
+            ("ipipt=sometimes", "ipipt=sometimes"),
         ];
         for (text, want) in cases {
             let err = parse_str(text).unwrap_err();

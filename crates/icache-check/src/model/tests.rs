@@ -14,6 +14,7 @@ const A72: Config = Config {
     iline: LINE,
     idc: false,
     dic: false,
+    pipt_icache: true,
 };
 
 /// One scripted event; `V` is the vCPU.
