@@ -11,9 +11,8 @@
 //!
 //! # Which caches see aliases as one line (Arm ARM DDI 0487)
 //!
-//! * Data and unified caches behave as PIPT on AArch64 (the Arm ARM's cache
-//!   model, D7.4 "Caches": "data and unified caches ... behave as physically
-//!   indexed, physically tagged"; Linux relies on it:
+//! * Data and unified caches behave as PIPT on AArch64 (Arm ARM, "Data and
+//!   unified caches"; Linux relies on it:
 //!   `arch/arm64/include/asm/cachetype.h`, "the D-side always behaves as
 //!   PIPT on AArch64"). So `dc cvau` through any view cleans the physical
 //!   line: stores and cleans use the physical address.
@@ -28,7 +27,10 @@
 //!   aliasing detection": "assume the I-cache is always aliasing if it
 //!   advertises a VIPT policy") and then invalidates the whole instruction
 //!   cache when it cannot invalidate through the user's address
-//!   (`sync_icache_aliases` in `arch/arm64/mm/flush.c`). So for every
+//!   (`sync_icache_aliases` in `arch/arm64/mm/flush.c`). Arm's Cortex-A8
+//!   TRM (DDI 0344I, 7.2.6, Example 7.1) describes this very case: two
+//!   virtual mappings of the same code and an invalidation by address on a
+//!   VIPT instruction cache. So for every
 //!   type but PIPT the model counts an `ic ivau` only for fetches through the
 //!   page it was issued on ([`crate::config::Config::pipt_icache`]).
 //!
