@@ -227,7 +227,7 @@ impl Aliases {
     fn add(&mut self, start: u64, end: u64, file: u64, offset: u64) {
         if end > PHYS_BASE {
             self.collision = true;
-        } else if offset % PAGE == 0 && offset.saturating_add(end - start) <= MAX_OFFSET {
+        } else if offset.is_multiple_of(PAGE) && offset.saturating_add(end - start) <= MAX_OFFSET {
             self.views.insert(start, View { end, file, offset });
         }
     }
