@@ -7,6 +7,8 @@
 //! ([`model`]) and reports each execution of guest-written code that is not
 //! yet coherent for the executing vCPU.
 //!
+//! * [`aliases`]: which guest pages are views of the same file pages
+//!   (double-mapped code), learnt from `memfd_create`, `mmap` and friends.
 //! * [`arch`]: the guest architecture, read from the program's ELF header.
 //! * [`blocks`]: how a block of plain code is split into segments that one
 //!   callback each checks.
@@ -36,6 +38,7 @@
 // this crate's rlib into an executable would drag in the plugin's
 // `#[no_mangle]` entry points and their references to symbols that only QEMU
 // provides. They depend on nothing but each other and `std`.
+pub mod aliases;
 pub mod arch;
 pub mod blocks;
 pub mod config;

@@ -555,11 +555,11 @@ mod tests {
             let a = plugin_args(Arch::Aarch64, cpu, idc, dic, false).unwrap().0;
             a.to_string()
         };
-        let want = "arch=aarch64,dline=64,iline=64,idc=off,dic=off";
+        let want = "arch=aarch64,dline=64,iline=64,idc=off,dic=off,ipipt=on";
         assert_eq!(text("cortex-a72", false, false), want);
-        let want = "arch=aarch64,dline=256,iline=256,idc=off,dic=off";
+        let want = "arch=aarch64,dline=256,iline=256,idc=off,dic=off,ipipt=off";
         assert_eq!(text("a64fx", false, false), want);
-        let want = "arch=aarch64,dline=32,iline=32,idc=on,dic=on";
+        let want = "arch=aarch64,dline=32,iline=32,idc=on,dic=on,ipipt=off";
         assert_eq!(text("max", true, true), want);
         assert!(
             plugin_args(Arch::Aarch64, "cortex-a99", false, false, false)

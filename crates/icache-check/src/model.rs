@@ -84,6 +84,7 @@
 //!   kernel provides, so the model forgets the guest's stores there.
 
 mod ordering;
+mod views;
 mod violation;
 
 use std::collections::HashSet;
@@ -135,6 +136,10 @@ struct Vcpu {
     /// Invalidations issued and not yet completed: the words of the line at
     /// issue, each with whether its data was already cleaned then.
     pending_invals: Vec<Vec<(u64, u64, bool)>>,
+    /// For each of `pending_invals`: the guest page the `ic` went through,
+    /// when it counts only for fetches through that page
+    /// ([`Model::maintenance_via`]).
+    pending_inval_via: Vec<Option<u64>>,
     /// Issue time of a pending `ic iallu`.
     pending_iallu: Option<u64>,
     /// Issue time of a pending `ic ialluis`.
@@ -179,6 +184,8 @@ pub struct Model {
     counts: Counts,
     classes: ClassCounts,
     publications: Vec<ordering::Publication>,
+    /// Invalidations that count only for fetches through one guest page.
+    via_invals: views::ViewInvals,
 }
 
 impl Model {
@@ -193,6 +200,7 @@ impl Model {
             publications: Vec::new(),
             counts: Counts::default(),
             classes: ClassCounts::default(),
+            via_invals: views::ViewInvals::default(),
         }
     }
 
@@ -311,6 +319,13 @@ impl Model {
     /// vCPU `v` executed `insn`; `operand` is the value of its address
     /// register, for the instructions that have one.
     pub fn maintenance(&mut self, v: u32, insn: Insn, operand: u64) {
+        self.maintenance_via(v, insn, operand, None);
+    }
+
+    /// [`Model::maintenance`]; with `via`, an `ic ivau` through guest page
+    /// `via` of double-mapped memory (`operand` is then physical) that
+    /// counts only for fetches through that page ([`Model::execute_via`]).
+    pub fn maintenance_via(&mut self, v: u32, insn: Insn, operand: u64, via: Option<u64>) {
         let now = self.tick();
         match insn {
             Insn::DcClean { .. } => {
@@ -333,7 +348,9 @@ impl Model {
                         (a, id, clean)
                     })
                     .collect();
-                self.vcpu(v).pending_invals.push(snap);
+                let vc = self.vcpu(v);
+                vc.pending_invals.push(snap);
+                vc.pending_inval_via.push(via);
             }
             Insn::IcIallu => {
                 self.counts.maintenance_ops += 1;
@@ -392,6 +409,7 @@ impl Model {
         let mut cleans = std::mem::take(&mut vc.pending_cleans);
         cleans.push(observed);
         let invals = std::mem::take(&mut vc.pending_invals);
+        let vias = std::mem::take(&mut vc.pending_inval_via);
         let iallu = vc.pending_iallu.take();
         let ialluis = vc.pending_ialluis.take();
 
@@ -412,7 +430,9 @@ impl Model {
             // DIC: data is invalidated as soon as its clean completed, so
             // invalidation state is derived in `inval_time`.
         } else {
-            for (addr, id, was_clean) in invals.into_iter().flatten() {
+            let invals = invals.into_iter().zip(vias);
+            let words = invals.flat_map(|(snap, via)| snap.into_iter().map(move |w| (w, via)));
+            for ((addr, id, was_clean), via) in words {
                 let Some((page, w)) = self.shadow.page(addr) else {
                     continue;
                 };
@@ -422,6 +442,8 @@ impl Model {
                 let m = &page.maint_or_create()[w];
                 if !was_clean {
                     m.early_for.store(id, Relaxed);
+                } else if let Some(via) = via {
+                    self.via_invals.record(addr, id, via, now);
                 } else if m.inval_for.load(Relaxed) != id {
                     m.inval_at.store(now, Relaxed);
                     m.inval_for.store(id, Release);
@@ -515,6 +537,19 @@ impl Model {
     /// its bytes could be stale for `v`: a violation, or an allowed
     /// patch-site race ([`Class::PatchSite`]).
     pub fn execute(&mut self, v: u32, pc: u64, word: u32) -> Option<Violation> {
+        self.execute_via(v, pc, None, word)
+    }
+
+    /// [`Model::execute`]; with `via`, a fetch through guest page `via` of
+    /// double-mapped memory (`pc` is then physical, as in the report), for
+    /// which only invalidations through that page count.
+    pub fn execute_via(
+        &mut self,
+        v: u32,
+        pc: u64,
+        via: Option<u64>,
+        word: u32,
+    ) -> Option<Violation> {
         let _ = self.tick();
         let shadow = Arc::clone(&self.shadow);
         let (page, w) = shadow.page(pc)?;
@@ -527,11 +562,15 @@ impl Model {
         self.vcpu(v);
         let m = page.maint().map(|m| &m[w]);
         let early_ic = m.is_some_and(|m| m.early_for.load(Relaxed) == id);
-        let Some(missing) = self.missing(v, m, id) else {
+        let via = via.map(|page| (pc & !3, page));
+        let Some(missing) = self.missing_via(v, m, id, via) else {
             // Coherent: remember the instruction as the one caches may hold.
             let m = &page.maint_or_create()[w];
             m.set_fetched(word);
-            m.set_coherent(id, v);
+            // The lock-free answer is per word, not per view.
+            if via.is_none() {
+                m.set_coherent(id, v);
+            }
             self.order_later_fetches(v, id);
             return None;
         };
@@ -584,12 +623,31 @@ impl Model {
     /// The first missing step for vCPU `v` and the data of store `id`, whose
     /// word has maintenance state `m`; `None` if it is coherent for `v`.
     fn missing(&self, v: u32, m: Option<&MaintWord>, id: u64) -> Option<Missing> {
+        self.missing_via(v, m, id, None)
+    }
+
+    /// [`Model::missing`] for a fetch of word `via.0` through page `via.1`.
+    fn missing_via(
+        &self,
+        v: u32,
+        m: Option<&MaintWord>,
+        id: u64,
+        via: Option<(u64, u64)>,
+    ) -> Option<Missing> {
         let cleaned = self.clean_time(m, id);
+        // Invalidations through a view are only in `via_invals`; the word's
+        // own record then holds those of every line (`ic ialluis`).
+        let through_view = via.and_then(|(addr, page)| self.via_invals.time(addr, id, page));
         let inval = if self.cfg.dic {
             cleaned
         } else {
-            m.filter(|m| m.inval_for.load(Acquire) == id)
-                .map(|m| m.inval_at.load(Relaxed))
+            let own = m
+                .filter(|m| m.inval_for.load(Acquire) == id)
+                .map(|m| m.inval_at.load(Relaxed));
+            match (own, through_view) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
         };
         let never_started = Vcpu::default();
         let vc = self.vcpus.get(v as usize).unwrap_or(&never_started);

@@ -32,11 +32,19 @@
 //! page before the store completes. So code that runs after a store to its
 //! page always runs from a new translation, made after our store callback
 //! marked the page, and an instruction found coherent at translation is
-//! checked again from its first execution after any store to its page. Two
-//! gaps remain, both documented in the README: a block
-//! translated by another thread between a store and its callback, and code
-//! written through a second mapping of the same memory (QEMU 7.2 misses those
-//! writes itself).
+//! checked again from its first execution after any store to its page. One
+//! gap remains, documented in the README: a block translated by another
+//! thread between a store and its callback.
+//!
+//! # Double-mapped memory
+//!
+//! A store through one view of a shared file mapping does not fault on
+//! another view's translated page, so QEMU keeps running that view's old
+//! translations, and the argument above does not hold there. Pages that
+//! [`Aliases`] knows as views are therefore watched whole at every
+//! translation, one callback per instruction and without the lock-free
+//! shortcuts (which cache answers per guest address), and the model sees
+//! their physical addresses (see `crate::aliases`).
 //!
 //! # Reading the address operand of `dc` / `ic`
 //!
@@ -66,8 +74,11 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{c_uint, c_void, CString};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::{
+    AtomicBool, AtomicU64,
+    Ordering::{Acquire, Relaxed, Release},
+};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
 use qemu_plugin::install::{Args, Info};
 use qemu_plugin::plugin::{HasCallbacks, Register};
@@ -83,11 +94,12 @@ use qemu_plugin::sys::{
 };
 use qemu_plugin::{register, PluginId};
 
+use crate::aliases::Aliases;
 use crate::blocks::segment_starts;
 use crate::decode::{decode, is_sp_based_memory_access, never_stores, Insn};
 use crate::model::{Missing, Model};
 use crate::plugin_args::PluginArgs;
-use crate::shadow::{Page, Shadow};
+use crate::shadow::{Page, Shadow, PAGE_SIZE};
 
 #[cfg(not(target_arch = "x86_64"))]
 compile_error!(
@@ -111,6 +123,8 @@ struct Desc {
     read_own_operand: bool,
     /// The previous instruction was a `dc`/`ic`: apply it now.
     prev: Option<Insn>,
+    /// The instruction is in a view of double-mapped memory.
+    alias: bool,
 }
 
 /// One watched instruction of a [`Segment`], with its shadow page and word.
@@ -152,6 +166,10 @@ struct State {
     inner: Mutex<Inner>,
     /// Stores go here without taking `inner`'s lock.
     shadow: Arc<Shadow>,
+    /// Views of double-mapped memory. Lock order: `inner` first.
+    aliases: RwLock<Aliases>,
+    /// `aliases` is not empty: stores must look their address up.
+    any_alias: AtomicBool,
 }
 
 static STATE: OnceLock<State> = OnceLock::new();
@@ -213,6 +231,8 @@ impl Register for IcacheCheck {
         let _ = STATE.set(State {
             inner: Mutex::new(inner),
             shadow,
+            aliases: RwLock::new(Aliases::default()),
+            any_alias: AtomicBool::new(false),
         });
         // SAFETY: plain registrations of `extern "C"` callbacks with the
         // signatures the API version 1 header declares.
@@ -274,7 +294,9 @@ unsafe extern "C" fn tb_trans(_id: qemu_plugin_id_t, tb: *mut qemu_plugin_tb) {
         // An instruction already coherent for every vCPU stays so until the
         // next store to its page, and that store makes QEMU translate the
         // page again: it needs no check (see the module docs).
-        let check = shadow.page_is_stored(pc) && !g.model.coherent_for_every_vcpu(pc, word);
+        let alias = physical(pc).is_some();
+        let check =
+            alias || shadow.page_is_stored(pc) && !g.model.coherent_for_every_vcpu(pc, word);
         let desc = Desc {
             pc,
             word,
@@ -282,13 +304,14 @@ unsafe extern "C" fn tb_trans(_id: qemu_plugin_id_t, tb: *mut qemu_plugin_tb) {
             check,
             read_own_operand: last && insn.address_register().is_some(),
             prev,
+            alias,
         };
         prev = insn.address_register().map(|_| insn);
         block.push((handle, desc));
     }
     if !block.iter().any(|(_, d)| d.check) {
         // Only the maintenance, barrier and `svc` instructions to watch.
-    } else if block.iter().all(|(_, d)| d.insn == Insn::Other) {
+    } else if block.iter().all(|(_, d)| d.insn == Insn::Other && !d.alias) {
         watch_segments(&mut g, shadow, &block);
         return;
     }
@@ -378,8 +401,39 @@ unsafe extern "C" fn mem_cb(
         return;
     }
     if let Some(st) = STATE.get() {
-        st.shadow.store(vcpu, vaddr, 1 << shift, pc as u64);
+        if st.any_alias.load(Acquire) {
+            store_through_views(st, vcpu, vaddr, 1 << shift, pc as u64);
+        } else {
+            st.shadow.store(vcpu, vaddr, 1 << shift, pc as u64);
+        }
     }
+}
+
+/// Records a store at its physical addresses, one page at a time (a store
+/// that crosses a page can reach two different files).
+fn store_through_views(st: &State, vcpu: c_uint, vaddr: u64, size: u64, pc: u64) {
+    let aliases = st.aliases.read().unwrap_or_else(|e| e.into_inner());
+    let end = vaddr.saturating_add(size);
+    let mut a = vaddr;
+    while a < end {
+        let next = end.min((a | (PAGE_SIZE - 1)) + 1);
+        let target = aliases.physical(a).unwrap_or(a);
+        st.shadow.store(vcpu, target, next - a, pc);
+        a = next;
+    }
+}
+
+/// The physical address of `va` if its page is a view of double-mapped
+/// memory ([`Aliases::physical`]).
+fn physical(va: u64) -> Option<u64> {
+    let st = STATE.get()?;
+    if !st.any_alias.load(Acquire) {
+        return None;
+    }
+    st.aliases
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .physical(va)
 }
 
 /// Entered straight from TCG-generated code with `rbp` = the guest
@@ -394,7 +448,7 @@ unsafe extern "C" fn exec_cb(vcpu: c_uint, desc: *mut c_void, env: *const u8) {
     let d = unsafe { &*(desc as *const Desc) };
     // The hot path: an ordinary instruction in a stored-to page that is
     // already coherent for this vCPU needs neither the lock nor the model.
-    if d.check && d.prev.is_none() && d.insn == Insn::Other {
+    if d.check && d.prev.is_none() && d.insn == Insn::Other && !d.alias {
         if let Some(st) = STATE.get() {
             if st.shadow.known_coherent(vcpu, d.pc) {
                 return;
@@ -406,7 +460,7 @@ unsafe extern "C" fn exec_cb(vcpu: c_uint, desc: *mut c_void, env: *const u8) {
         let rt = prev.address_register().unwrap_or(31);
         // SAFETY: `env` was captured by `exec_shim`.
         let addr = unsafe { xreg(env, rt) };
-        g.model.maintenance(vcpu, prev, addr);
+        g.maintenance(vcpu, prev, addr);
     }
     if d.check {
         g.execute(vcpu, d.pc, d.word);
@@ -416,7 +470,7 @@ unsafe extern "C" fn exec_cb(vcpu: c_uint, desc: *mut c_void, env: *const u8) {
             if d.read_own_operand {
                 // SAFETY: as above.
                 let addr = unsafe { xreg(env, rt) };
-                g.model.maintenance(vcpu, d.insn, addr);
+                g.maintenance(vcpu, d.insn, addr);
             }
         }
         Insn::Svc => {
@@ -456,12 +510,35 @@ unsafe extern "C" fn segment_cb(vcpu: c_uint, segment: *mut c_void) {
 }
 
 impl Inner {
+    /// The address the model knows guest address `va` by, and the guest page
+    /// an `ic` through it or a fetch from it is limited to: for a view of
+    /// double-mapped memory, its physical address, and its page unless the
+    /// instruction cache is PIPT (`crate::aliases`).
+    fn locate(&self, va: u64) -> (u64, Option<u64>) {
+        match physical(va) {
+            None => (va, None),
+            Some(p) => {
+                let pipt = self.model.config().pipt_icache;
+                (p, (!pipt).then_some(va & !(PAGE_SIZE - 1)))
+            }
+        }
+    }
+
+    /// Applies a `dc`/`ic` with operand `addr` (a guest address).
+    fn maintenance(&mut self, vcpu: c_uint, insn: Insn, addr: u64) {
+        let (addr, via) = self.locate(addr);
+        let via = via.filter(|_| matches!(insn, Insn::IcIvau { .. }));
+        self.model.maintenance_via(vcpu, insn, addr, via);
+    }
+
     /// Lets the model check one execution, and prints its report the first
     /// time it is seen.
     fn execute(&mut self, vcpu: c_uint, pc: u64, word: u32) {
-        let Some(v) = self.model.execute(vcpu, pc, word) else {
+        let (at, via) = self.locate(pc);
+        let Some(mut v) = self.model.execute_via(vcpu, at, via, word) else {
             return;
         };
+        v.pc = pc;
         let key = (v.vcpu, v.pc, v.missing, v.store_pc);
         if self.printed.len() < MAX_PRINTED && self.printed.insert(key) {
             outs(&v.to_string());
@@ -480,9 +557,9 @@ unsafe extern "C" fn syscall(
     a1: u64,
     a2: u64,
     a3: u64,
-    _a4: u64,
-    _a5: u64,
-    _a6: u64,
+    a4: u64,
+    a5: u64,
+    a6: u64,
     _a7: u64,
     _a8: u64,
 ) {
@@ -494,11 +571,20 @@ unsafe extern "C" fn syscall(
         }
     }
     g.model.syscall(vcpu, num, [a1, a2, a3]);
+    if let Some(st) = STATE.get() {
+        let mut aliases = st.aliases.write().unwrap_or_else(|e| e.into_inner());
+        aliases.syscall(vcpu, num, [a1, a2, a3, a4, a5, a6]);
+    }
 }
 
 unsafe extern "C" fn syscall_ret(_id: qemu_plugin_id_t, vcpu: c_uint, num: i64, ret: i64) {
     if let Some(mut g) = lock() {
         g.model.syscall_return(vcpu, num, ret);
+        if let Some(st) = STATE.get() {
+            let mut aliases = st.aliases.write().unwrap_or_else(|e| e.into_inner());
+            aliases.syscall_return(vcpu, num, ret);
+            st.any_alias.store(!aliases.is_empty(), Release);
+        }
     }
 }
 
@@ -512,6 +598,15 @@ unsafe extern "C" fn at_exit(_id: qemu_plugin_id_t, _data: *mut c_void) {
         ));
     } else if g.x8_checks == 0 {
         outs("icache-check: warning: the guest made no system call, so the register self-check did not run");
+    }
+    if let Some(st) = STATE.get() {
+        if st.aliases.read().is_ok_and(|a| a.collision) {
+            outs(&format!(
+                "icache-check: error: the guest mapped memory at or above {:#x}, where the \
+                 checker keeps double-mapped memory",
+                crate::aliases::PHYS_BASE
+            ));
+        }
     }
     outs(&g.model.counts().to_string());
     outs(&g.model.class_counts().to_string());

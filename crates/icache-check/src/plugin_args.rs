@@ -1,5 +1,5 @@
 //! The argument string the runner passes to the plugin:
-//! `-plugin PATH,arch=aarch64,dline=64,iline=64,idc=off,dic=off`, or
+//! `-plugin PATH,arch=aarch64,dline=64,iline=64,idc=off,dic=off,ipipt=on`, or
 //! `-plugin PATH,arch=riscv64` (RISC-V's rules have no cache lines).
 //!
 //! [`PluginArgs`] owns both directions, so the runner's formatter and the
@@ -43,7 +43,7 @@ impl PluginArgs {
     /// key, a malformed value or a cache key with `arch=riscv64` is an error
     /// that names it.
     pub fn parse<S: AsRef<str>>(raw: &[S]) -> Result<PluginArgs, String> {
-        let (mut dline, mut iline, mut idc, mut dic) = (None, None, None, None);
+        let (mut dline, mut iline, mut idc, mut dic, mut ipipt) = (None, None, None, None, None);
         let (mut arch, mut one_hart) = (None, None);
         for arg in raw {
             let arg = arg.as_ref();
@@ -77,6 +77,7 @@ impl PluginArgs {
                 "iline" => iline.replace(line(value)?).is_some(),
                 "idc" => idc.replace(flag(value)?).is_some(),
                 "dic" => dic.replace(flag(value)?).is_some(),
+                "ipipt" => ipipt.replace(flag(value)?).is_some(),
                 _ => return Err(format!("unknown plugin argument {key}")),
             };
             if slot_set {
@@ -89,9 +90,11 @@ impl PluginArgs {
                 "one_hart is RISC-V's; arch={arch} does not take it"
             ));
         }
-        if arch != Arch::Aarch64 && (dline, iline, idc, dic) != (None, None, None, None) {
+        if arch != Arch::Aarch64
+            && (dline, iline, idc, dic, ipipt) != (None, None, None, None, None)
+        {
             return Err(format!(
-                "dline, iline, idc and dic are AArch64's; arch={arch} takes none"
+                "dline, iline, idc, dic and ipipt are AArch64's; arch={arch} takes none"
             ));
         }
         let d = PluginArgs::default().config;
@@ -103,13 +106,14 @@ impl PluginArgs {
                 iline: iline.unwrap_or(d.iline),
                 idc: idc.unwrap_or(d.idc),
                 dic: dic.unwrap_or(d.dic),
+                pipt_icache: ipipt.unwrap_or(d.pipt_icache),
             },
         })
     }
 
     /// The expected form, for error messages.
     pub const USAGE: &'static str =
-        "arch=aarch64,dline=N,iline=N,idc=on|off,dic=on|off or arch=riscv64[,one_hart=on]";
+        "arch=aarch64,dline=N,iline=N,idc=on|off,dic=on|off,ipipt=on|off or arch=riscv64[,one_hart=on]";
 
     /// The arguments for a RISC-V guest; `one_hart`: the program runs on
     /// one hart.
@@ -135,7 +139,7 @@ impl Default for PluginArgs {
 }
 
 /// The argument list without the path:
-/// `arch=aarch64,dline=64,iline=64,idc=off,dic=off`, or `arch=riscv64`.
+/// `arch=aarch64,dline=64,iline=64,idc=off,dic=off,ipipt=on`, or `arch=riscv64`.
 impl fmt::Display for PluginArgs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.arch != Arch::Aarch64 {
@@ -149,11 +153,12 @@ impl fmt::Display for PluginArgs {
         let c = self.config;
         write!(
             f,
-            "arch=aarch64,dline={},iline={},idc={},dic={}",
+            "arch=aarch64,dline={},iline={},idc={},dic={},ipipt={}",
             c.dline,
             c.iline,
             onoff(c.idc),
-            onoff(c.dic)
+            onoff(c.dic),
+            onoff(c.pipt_icache)
         )
     }
 }
@@ -170,7 +175,9 @@ mod tests {
     fn formatted_arguments_parse_back_to_the_same_config() {
         for (dline, iline) in [(4, 2048), (64, 64), (256, 256), (32, 64)] {
             for idc in [false, true] {
-                for dic in [false, true] {
+                for (dic, pipt_icache) in
+                    [(false, false), (false, true), (true, false), (true, true)]
+                {
                     let args = PluginArgs {
                         arch: Arch::Aarch64,
                         one_hart: false,
@@ -179,6 +186,7 @@ mod tests {
                             iline,
                             idc,
                             dic,
+                            pipt_icache,
                         },
                     };
                     let option = args.plugin_option(Path::new("/p/libicache_check.so"));
@@ -210,7 +218,7 @@ mod tests {
             config: Config::from_ctr_el0(0x8444_c004),
             one_hart: false,
         };
-        let want = "arch=aarch64,dline=64,iline=64,idc=off,dic=off";
+        let want = "arch=aarch64,dline=64,iline=64,idc=off,dic=off,ipipt=on";
         assert_eq!(args.to_string(), want);
         assert_eq!(PluginArgs::riscv64(false).to_string(), "arch=riscv64");
         let want = "arch=riscv64,one_hart=on";
@@ -254,6 +262,8 @@ mod tests {
             ("arch=riscv64,dline=64", "AArch64's"),
             ("one_hart=on", "RISC-V's"),
             ("arch=riscv64,one_hart=maybe", "one_hart=maybe"),
+            ("ipipt=sometimes", "ipipt=sometimes"),
+            ("arch=riscv64,ipipt=on", "AArch64's"),
         ];
         for (text, want) in cases {
             let err = parse_str(text).unwrap_err();

@@ -235,6 +235,7 @@ fn random_config(rng: &mut Rng) -> Config {
         iline: line(rng),
         idc: rng.below(4) == 0,
         dic: rng.below(4) == 0,
+        pipt_icache: rng.below(2) == 0,
     }
 }
 
@@ -311,6 +312,7 @@ fn reference_reports_each_missing_step_on_a_scripted_sequence() {
         iline: 64,
         idc: false,
         dic: false,
+        pipt_icache: true,
     };
     let full = [
         Start(0),

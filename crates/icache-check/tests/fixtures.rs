@@ -1,4 +1,5 @@
-//! Builds the guest fixture `fixtures/jit.c` in each of its variants, runs it
+//! Builds the guest fixtures (`fixtures/jit.c` and `fixtures/dual.c` in each
+//! of their variants, and the others), runs them
 //! under the `icache-check` runner, and checks that exactly the expected
 //! violations are reported.
 //!
@@ -252,4 +253,125 @@ fn code_copied_with_memcpy_and_no_maintenance_is_reported_on_every_cpu_model() {
         assert!(stderr.contains(": not cleaned"), "{cpu}:\n{stderr}");
         assert_eq!(out.status.code(), Some(EXIT_VIOLATIONS), "{cpu}");
     }
+}
+
+/// The CPU models of the double-mapping tests, with whether QEMU 7.2 reports
+/// a PIPT instruction cache for them (CTR_EL0.L1Ip = 0b11: 0x8444_c004 on
+/// `cortex-a72`; 0b10, VIPT, on the others).
+const DUAL_CPUS: [(&str, bool); 4] = [
+    ("cortex-a72", true),
+    ("cortex-a53", false),
+    ("a64fx", false),
+    ("max", false),
+];
+
+/// Builds variant `bug` of `fixtures/dual.c` (double-mapped code), runs it on
+/// `cpu` and returns (exit code, the missing step of each violation).
+fn run_dual(bug: u32, cpu: &str) -> (i32, Vec<String>) {
+    require(
+        "aarch64-linux-gnu-gcc",
+        "gcc-aarch64-linux-gnu and libc6-dev-arm64-cross",
+    );
+    require("qemu-aarch64", "qemu-user");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/dual.c");
+    let program = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("dual-bug{bug}"));
+    let status = Command::new("aarch64-linux-gnu-gcc")
+        .args(["-O2", "-static", &format!("-DBUG={bug}"), "-o"])
+        .arg(&program)
+        .arg(&src)
+        .status()
+        .expect("run aarch64-linux-gnu-gcc");
+    assert!(status.success(), "building dual.c variant {bug} failed");
+    let out = Command::new(RUNNER)
+        .args(["--cpu", cpu, "--plugin"])
+        .arg(plugin())
+        .arg("--")
+        .arg(&program)
+        .output()
+        .expect("run icache-check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // QEMU ran the code written through the other view.
+    assert!(
+        stdout.contains("result=42"),
+        "dual.c {bug} misbehaved on {cpu}:\n{stdout}\n{stderr}"
+    );
+    let found: Vec<String> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("icache-check: violation: vCPU 0 executed "))
+        .map(|rest| {
+            let missing = rest.split_once(": ").unwrap().1;
+            missing.split(" (stored by").next().unwrap().to_string()
+        })
+        .collect();
+    let summary = Counts::all_in(&stderr)
+        .last()
+        .unwrap_or_else(|| panic!("no summary for dual.c {bug} on {cpu}:\n{stderr}"));
+    assert_eq!(
+        summary.violations,
+        found.len() as u64,
+        "{summary}\n{stderr}"
+    );
+    (out.status.code().unwrap_or(-1), found)
+}
+
+/// Variant `bug` reports `want(pipt)` for both of the function's words (a
+/// `mov` and a `ret`), or nothing, on every model of [`DUAL_CPUS`].
+fn expect_dual(bug: u32, want: impl Fn(bool) -> Option<&'static str>) {
+    for (cpu, pipt) in DUAL_CPUS {
+        let (code, found) = run_dual(bug, cpu);
+        let want = want(pipt);
+        let expected: Vec<String> = want
+            .iter()
+            .flat_map(|m| [m.to_string(), m.to_string()])
+            .collect();
+        assert_eq!(found, expected, "dual.c variant {bug} on {cpu}");
+        let status = if want.is_some() { EXIT_VIOLATIONS } else { 0 };
+        assert_eq!(code, status, "exit status of dual.c variant {bug} on {cpu}");
+    }
+}
+
+#[test]
+fn code_cleaned_through_the_rw_view_and_invalidated_through_the_rx_view_is_coherent() {
+    expect_dual(0, |_| None);
+}
+
+#[test]
+fn double_mapped_code_without_a_clean_is_reported() {
+    expect_dual(1, |_| Some(NOT_CLEANED));
+}
+
+#[test]
+fn double_mapped_code_without_an_invalidate_is_reported() {
+    expect_dual(2, |_| Some(NOT_INVALIDATED));
+}
+
+#[test]
+fn double_mapped_code_without_an_isb_is_reported() {
+    expect_dual(3, |_| Some(NO_SYNC));
+}
+
+#[test]
+fn cleaning_through_the_rx_view_is_enough_as_data_caches_are_pipt() {
+    expect_dual(4, |_| None);
+}
+
+#[test]
+fn invalidating_only_through_the_rw_view_is_reported_unless_the_icache_is_pipt() {
+    expect_dual(5, |pipt| (!pipt).then_some(NOT_INVALIDATED));
+}
+
+#[test]
+fn stores_through_a_view_unmapped_since_are_still_the_files_data() {
+    expect_dual(6, |_| Some(NOT_CLEANED));
+}
+
+#[test]
+fn views_through_a_dup_of_the_descriptor_mapped_in_either_order_are_tied() {
+    expect_dual(7, |_| None);
+}
+
+#[test]
+fn invalidating_the_rx_view_at_the_wrong_offset_is_reported() {
+    expect_dual(8, |_| Some(NOT_INVALIDATED));
 }

@@ -6,16 +6,19 @@
 //! written through one view runs correctly through the other, 200 times
 //! over, on every Linux architecture of the matrix.
 //!
-//! What it does not prove: that the clean and the invalidate use the right
-//! alias. QEMU 7.2 user mode does not notice writes made through a second
-//! mapping at all: the RX view keeps running its old translation until that
-//! view is mprotected. So after each rewrite the test mprotects the RX view
-//! (a no-op on real hardware, where it is *not* a substitute for the
-//! maintenance, as Linux cleans a page only the first time it becomes
-//! executable). And icache-check tracks stores by virtual address, so it
-//! cannot tie the RW alias to the RX alias either. The alias choice is
-//! argued in the backends' comments (physically tagged data caches,
-//! invalidation by the fetch address) and nowhere else.
+//! QEMU 7.2 user mode does not notice writes made through a second mapping
+//! at all: the RX view keeps running its old translation until that view is
+//! mprotected. So after each rewrite the test mprotects the RX view (a no-op
+//! on real hardware, where it is *not* a substitute for the maintenance, as
+//! Linux cleans a page only the first time it becomes executable).
+//!
+//! Under icache-check the alias choice is checked too: the checker ties the
+//! two views of the memfd (its README, "Double-mapped code"), so a missing
+//! clean or invalidation is reported, and on a model whose instruction cache
+//! is VIPT (`a64fx`) so is an invalidation through the RW view only (the
+//! mutant "clear_cache_dual invalidates the writable view" of `cargo xtask
+//! mutants`). What it cannot show: a missing `isb`, since the mprotect's
+//! return is itself a context synchronization event for the calling thread.
 
 #![cfg(all(not(miri), any(target_os = "linux", target_os = "android")))]
 

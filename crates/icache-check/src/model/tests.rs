@@ -14,6 +14,7 @@ const A72: Config = Config {
     iline: LINE,
     idc: false,
     dic: false,
+    pipt_icache: true,
 };
 
 /// One scripted event; `V` is the vCPU.
@@ -35,6 +36,10 @@ enum E {
     Exec(u32, u64),
     /// An execution of a given instruction word.
     ExecW(u32, u64, u32),
+    /// An `ic ivau` of a physical address through a guest page.
+    IcVia(u32, u64, u64),
+    /// An execution of a physical address through a guest page.
+    ExecVia(u32, u64, u64),
 }
 use E::*;
 
@@ -67,6 +72,8 @@ fn run(cfg: Config, script: &[E]) -> Vec<Violation> {
             }
             Exec(v, pc) => out.extend(m.execute(v, pc, MOV)),
             ExecW(v, pc, word) => out.extend(m.execute(v, pc, word)),
+            IcVia(v, a, page) => m.maintenance_via(v, Insn::IcIvau { rt: 0 }, a, Some(page)),
+            ExecVia(v, pc, page) => out.extend(m.execute_via(v, pc, Some(page), MOV)),
         }
     }
     let violations = out.iter().filter(|v| v.class != Class::PatchSite).count();
@@ -867,4 +874,109 @@ fn a_vcpu_inside_a_system_call_does_not_keep_code_checked() {
         m.maintenance(0, insn, a);
     }
     assert!(!m.coherent_for_every_vcpu(CODE, MOV));
+}
+
+/// Double-mapped code on an instruction cache that is not PIPT: the plugin
+/// gives both views' pages one physical address, and an `ic` counts only for
+/// fetches through the page it went through (`crate::aliases`).
+mod views {
+    use super::*;
+
+    const VIPT: Config = Config {
+        pipt_icache: false,
+        ..A72
+    };
+    const PHYS: u64 = crate::aliases::PHYS_BASE + 0x40;
+    const RW_PAGE: u64 = 0x10_0000;
+    const RX_PAGE: u64 = 0x20_0000;
+
+    fn dual(ic_page: u64, exec_page: u64) -> Vec<E> {
+        vec![
+            Start(0),
+            Store(0, PHYS),
+            Dc(0, PHYS),
+            Dsb(0),
+            IcVia(0, PHYS, ic_page),
+            Dsb(0),
+            Isb(0),
+            ExecVia(0, PHYS, exec_page),
+        ]
+    }
+
+    #[test]
+    fn invalidating_through_the_executed_view_reports_nothing() {
+        assert_eq!(run(VIPT, &dual(RX_PAGE, RX_PAGE)), vec![]);
+    }
+
+    #[test]
+    fn invalidating_only_through_another_view_is_reported() {
+        assert_eq!(
+            only(&run(VIPT, &dual(RW_PAGE, RX_PAGE))),
+            (Missing::NotInvalidated, PHYS)
+        );
+    }
+
+    #[test]
+    fn invalidating_through_both_views_covers_both() {
+        let mut s = dual(RW_PAGE, RW_PAGE);
+        s.extend([
+            IcVia(0, PHYS, RX_PAGE),
+            Dsb(0),
+            Isb(0),
+            ExecVia(0, PHYS, RX_PAGE),
+        ]);
+        assert_eq!(run(VIPT, &s), vec![]);
+    }
+
+    #[test]
+    fn an_invalidation_through_a_view_does_not_cover_a_later_store() {
+        let mut s = dual(RX_PAGE, RX_PAGE);
+        s.extend([
+            Store(0, PHYS),
+            Dc(0, PHYS),
+            Dsb(0),
+            Isb(0),
+            ExecVia(0, PHYS, RX_PAGE),
+        ]);
+        assert_eq!(only(&run(VIPT, &s)), (Missing::NotInvalidated, PHYS));
+    }
+
+    #[test]
+    fn an_invalidation_of_every_line_covers_every_view() {
+        let s = [
+            Start(0),
+            Store(0, PHYS),
+            Dc(0, PHYS),
+            Dsb(0),
+            IcAlluIs(0),
+            Dsb(0),
+            Isb(0),
+            ExecVia(0, PHYS, RX_PAGE),
+        ];
+        assert_eq!(run(VIPT, &s), vec![]);
+    }
+
+    #[test]
+    fn the_clean_and_the_context_synchronization_are_still_needed() {
+        let mut no_clean = dual(RX_PAGE, RX_PAGE);
+        no_clean.remove(2);
+        assert_eq!(only(&run(VIPT, &no_clean)).0, Missing::NotCleaned);
+        let mut no_isb = dual(RX_PAGE, RX_PAGE);
+        no_isb.remove(6);
+        assert_eq!(only(&run(VIPT, &no_isb)).0, Missing::NoContextSync);
+    }
+
+    #[test]
+    fn an_invalidation_issued_before_the_clean_completed_does_not_count() {
+        let s = [
+            Start(0),
+            Store(0, PHYS),
+            Dc(0, PHYS),
+            IcVia(0, PHYS, RX_PAGE),
+            Dsb(0),
+            Isb(0),
+            ExecVia(0, PHYS, RX_PAGE),
+        ];
+        assert_eq!(only(&run(VIPT, &s)).0, Missing::NotInvalidated);
+    }
 }
