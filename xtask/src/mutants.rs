@@ -364,6 +364,16 @@ pub fn main(ws: &Workspace, args: &[String]) -> Result {
         );
     }
     let missed = rows.iter().filter(|r| r.3 == Verdict::Missed).count();
+    println!("\nmutation score per architecture:\n");
+    println!("| target | caught | mutants | score |");
+    println!("|---|---|---|---|");
+    let outcomes: Vec<(&str, bool)> = rows.iter().map(|r| (r.1, r.3 != Verdict::Missed)).collect();
+    for (target, caught, total) in scores(&outcomes) {
+        println!(
+            "| {target} | {caught} | {total} | {:.0}% |",
+            100.0 * caught as f64 / total as f64
+        );
+    }
     println!(
         "\n{} of {} caught in {:.0} s",
         rows.len() - missed,
@@ -375,6 +385,23 @@ pub fn main(ws: &Workspace, args: &[String]) -> Result {
     } else {
         Err(format!("{missed} mutant(s) MISSED"))
     }
+}
+
+/// Per target, in order of first appearance: (target, caught, run).
+fn scores<'a>(outcomes: &[(&'a str, bool)]) -> Vec<(&'a str, usize, usize)> {
+    let mut out: Vec<(&str, usize, usize)> = Vec::new();
+    for &(target, caught) in outcomes {
+        let i = match out.iter().position(|r| r.0 == target) {
+            Some(i) => i,
+            None => {
+                out.push((target, 0, 0));
+                out.len() - 1
+            }
+        };
+        out[i].1 += usize::from(caught);
+        out[i].2 += 1;
+    }
+    out
 }
 
 /// Copies the crate (sources, tests, examples, manifest, build script) and
@@ -487,5 +514,18 @@ mod tests {
         };
         assert!(apply(&m, "abc").is_err());
         assert_eq!(apply(&m, "abc abc").unwrap(), "abc ");
+    }
+
+    #[test]
+    fn scores_are_counted_per_target_in_order_of_first_appearance() {
+        let outcomes = [
+            ("aarch64", true),
+            ("riscv64", false),
+            ("aarch64", true),
+            ("riscv64", true),
+            ("aarch64", false),
+        ];
+        assert_eq!(scores(&outcomes), [("aarch64", 2, 3), ("riscv64", 1, 2)]);
+        assert!(scores(&[]).is_empty());
     }
 }
