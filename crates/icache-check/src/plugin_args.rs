@@ -65,20 +65,20 @@ impl PluginArgs {
                 "off" | "false" | "no" => Ok(false),
                 _ => Err(format!("{key}={v} is not on or off")),
             };
-            let slot_set = match key {
-                "arch" => arch
-                    .replace(
-                        Arch::from_name(value)
-                            .ok_or_else(|| format!("arch={value} is not aarch64 or riscv64"))?,
-                    )
-                    .is_some(),
-                "one_hart" => one_hart.replace(flag(value)?).is_some(),
-                "dline" => dline.replace(line(value)?).is_some(),
-                "iline" => iline.replace(line(value)?).is_some(),
-                "idc" => idc.replace(flag(value)?).is_some(),
-                "dic" => dic.replace(flag(value)?).is_some(),
-                _ => return Err(format!("unknown plugin argument {key}")),
-            };
+            let slot_set =
+                match key {
+                    "arch" => arch
+                        .replace(Arch::from_name(value).ok_or_else(|| {
+                            format!("arch={value} is not aarch64, riscv64 or arm")
+                        })?)
+                        .is_some(),
+                    "one_hart" => one_hart.replace(flag(value)?).is_some(),
+                    "dline" => dline.replace(line(value)?).is_some(),
+                    "iline" => iline.replace(line(value)?).is_some(),
+                    "idc" => idc.replace(flag(value)?).is_some(),
+                    "dic" => dic.replace(flag(value)?).is_some(),
+                    _ => return Err(format!("unknown plugin argument {key}")),
+                };
             if slot_set {
                 return Err(format!("plugin argument {key} given twice"));
             }
@@ -109,7 +109,15 @@ impl PluginArgs {
 
     /// The expected form, for error messages.
     pub const USAGE: &'static str =
-        "arch=aarch64,dline=N,iline=N,idc=on|off,dic=on|off or arch=riscv64[,one_hart=on]";
+        "arch=aarch64,dline=N,iline=N,idc=on|off,dic=on|off or arch=riscv64[,one_hart=on] or arch=arm";
+
+    /// The arguments for a 32-bit Arm guest, which take no options.
+    pub fn arm() -> PluginArgs {
+        PluginArgs {
+            arch: Arch::Arm,
+            ..PluginArgs::default()
+        }
+    }
 
     /// The arguments for a RISC-V guest; `one_hart`: the program runs on
     /// one hart.
@@ -213,6 +221,8 @@ mod tests {
         let want = "arch=aarch64,dline=64,iline=64,idc=off,dic=off";
         assert_eq!(args.to_string(), want);
         assert_eq!(PluginArgs::riscv64(false).to_string(), "arch=riscv64");
+        assert_eq!(PluginArgs::arm().to_string(), "arch=arm");
+        assert_eq!(parse_str("arch=arm"), Ok(PluginArgs::arm()));
         let want = "arch=riscv64,one_hart=on";
         assert_eq!(PluginArgs::riscv64(true).to_string(), want);
     }
@@ -249,7 +259,9 @@ mod tests {
             ("dline=64,iline=64,idc=off,dic=off,frob=1", "frob"),
             ("dline=64,dline=64,iline=64,idc=off,dic=off", "twice"),
             ("dline", "not key=value"),
-            ("arch=arm", "arch=arm"),
+            ("arch=armv7", "arch=armv7"),
+            ("arch=arm,dline=64", "AArch64's"),
+            ("arch=arm,one_hart=on", "RISC-V's"),
             ("arch=riscv64,arch=riscv64", "twice"),
             ("arch=riscv64,dline=64", "AArch64's"),
             ("one_hart=on", "RISC-V's"),
