@@ -65,20 +65,20 @@ impl PluginArgs {
                 "off" | "false" | "no" => Ok(false),
                 _ => Err(format!("{key}={v} is not on or off")),
             };
-            let slot_set =
-                match key {
-                    "arch" => arch
-                        .replace(Arch::from_name(value).ok_or_else(|| {
-                            format!("arch={value} is not aarch64, riscv64 or arm")
-                        })?)
-                        .is_some(),
-                    "one_hart" => one_hart.replace(flag(value)?).is_some(),
-                    "dline" => dline.replace(line(value)?).is_some(),
-                    "iline" => iline.replace(line(value)?).is_some(),
-                    "idc" => idc.replace(flag(value)?).is_some(),
-                    "dic" => dic.replace(flag(value)?).is_some(),
-                    _ => return Err(format!("unknown plugin argument {key}")),
-                };
+            let slot_set = match key {
+                "arch" => arch
+                    .replace(
+                        Arch::from_name(value)
+                            .ok_or_else(|| format!("arch={value} is not a known one"))?,
+                    )
+                    .is_some(),
+                "one_hart" => one_hart.replace(flag(value)?).is_some(),
+                "dline" => dline.replace(line(value)?).is_some(),
+                "iline" => iline.replace(line(value)?).is_some(),
+                "idc" => idc.replace(flag(value)?).is_some(),
+                "dic" => dic.replace(flag(value)?).is_some(),
+                _ => return Err(format!("unknown plugin argument {key}")),
+            };
             if slot_set {
                 return Err(format!("plugin argument {key} given twice"));
             }

@@ -184,8 +184,14 @@ fn a_range_that_skips_a_page_leaves_that_page_stale() {
     cacheflush(&mut m, 0, CODE, CODE + PAGE);
     cacheflush(&mut m, 0, CODE + 2 * PAGE, CODE + 3 * PAGE);
     assert_eq!(missing(&mut m, 0, CODE + PAGE - 4, 4), None);
-    assert_eq!(missing(&mut m, 0, CODE + PAGE, 4), Some(Missing::NotFlushed));
-    assert_eq!(missing(&mut m, 0, CODE + 2 * PAGE - 4, 4), Some(Missing::NotFlushed));
+    assert_eq!(
+        missing(&mut m, 0, CODE + PAGE, 4),
+        Some(Missing::NotFlushed)
+    );
+    assert_eq!(
+        missing(&mut m, 0, CODE + 2 * PAGE - 4, 4),
+        Some(Missing::NotFlushed)
+    );
     assert_eq!(missing(&mut m, 0, CODE + 2 * PAGE, 4), None);
     // One call over all three pages covers every word.
     cacheflush(&mut m, 0, CODE, CODE + 3 * PAGE);
@@ -347,7 +353,10 @@ fn unmapped_and_remapped_pages_are_forgotten() {
     // A failed munmap forgets nothing.
     m.syscall(0, sysno::MUNMAP, [CODE + 2 * PAGE, PAGE, 0]);
     m.syscall_return(0, sysno::MUNMAP, EINVAL);
-    assert_eq!(missing(&mut m, 0, CODE + 2 * PAGE, 4), Some(Missing::NotFlushed));
+    assert_eq!(
+        missing(&mut m, 0, CODE + 2 * PAGE, 4),
+        Some(Missing::NotFlushed)
+    );
     // mmap2's result is reported sign-extended from 32 bits.
     let addr = 0xb6f0_0000u64;
     store(&m, 0, addr, 1);
