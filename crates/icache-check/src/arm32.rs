@@ -142,6 +142,57 @@ pub fn block_is_thumb(insns: impl IntoIterator<Item = (u64, u64)>) -> bool {
     insns.into_iter().any(|(pc, len)| len == 2 || pc % 4 != 0)
 }
 
+/// Whether the instruction certainly writes no memory because it is a load,
+/// so it needs no store callback (QEMU 7.2 calls a store callback on loads
+/// too). Only the plain load classes count, from the A32 and T32 encoding
+/// tables (DDI 0406C, "ARM instruction set encoding" and "Thumb instruction
+/// set encoding"); anything else, including every word with condition
+/// `1111`, every Advanced SIMD access, `ldrd` and `ldrex` in A32, is kept,
+/// which only costs time. With `thumb` unknown a 4-byte word counts only
+/// when it is a load in both instruction sets, so a store is never left
+/// out.
+pub fn never_stores(bits: u32, len: u64, thumb: bool) -> bool {
+    match len {
+        2 => t16_is_load(bits as u16),
+        4 if thumb => t32_is_load(bits),
+        4 => t32_is_load(bits) && a32_is_load(bits),
+        _ => false,
+    }
+}
+
+/// 16-bit Thumb loads: `ldr` (literal), the register-offset loads
+/// (`0101` with opB `011`..`111`), the immediate-offset and SP-relative
+/// loads (`011`, `1000`, `1001` with L set), `ldm` and `pop`.
+fn t16_is_load(hw: u16) -> bool {
+    let l = hw & 0x0800 != 0;
+    hw & 0xf800 == 0x4800
+        || (hw & 0xf000 == 0x5000 && (hw >> 9) & 7 >= 3)
+        || (hw & 0xe000 == 0x6000 && l)
+        || (hw & 0xe000 == 0x8000 && l)
+        || (hw & 0xf000 == 0xc000 && l)
+        || hw & 0xfe00 == 0xbc00
+}
+
+/// 32-bit Thumb loads (first halfword low): the byte, halfword and word
+/// loads (`1111 100x xxx1`), `ldm`/`pop` (`1110 100x x0x1`), `ldrd`,
+/// `ldrex*` and `tbb`/`tbh` (`1110 100x x1x1`), and the coprocessor and
+/// VFP loads (`111x 110x xxx1`).
+fn t32_is_load(bits: u32) -> bool {
+    let hw1 = bits & 0xffff;
+    (hw1 & 0xfe00 == 0xf800 && hw1 & 0x10 != 0) || hw1 & 0xfe10 == 0xe810 || hw1 & 0xee10 == 0xec10
+}
+
+/// A32 loads (condition other than `1111`): the word and byte loads
+/// (`01x`, L set), `ldm`/`pop` (`100`, L set), the coprocessor and VFP
+/// loads (`110`, L set), and `ldrh`/`ldrsb`/`ldrsh` (`000`, bits 7 and 4
+/// set, bits 6:5 not `00`, L set).
+fn a32_is_load(w: u32) -> bool {
+    let l = w & (1 << 20) != 0;
+    let op = (w >> 25) & 7;
+    let extra = op == 0 && w & 0x90 == 0x90 && (w >> 5) & 3 != 0;
+    w >> 28 != 0xf && l && (op == 0b010 || op == 0b011 || op == 0b100 || op == 0b110 || extra)
+}
+
 #[derive(Default)]
 struct Thread {
     /// The epoch of this thread's last context synchronization.

@@ -103,6 +103,92 @@ fn a_block_is_thumb_when_it_has_a_halfword_instruction_or_an_odd_halfword_pc() {
     assert!(block_is_thumb([(0x1002, 4)]));
 }
 
+#[test]
+fn loads_skip_the_store_callback_and_stores_never_do() {
+    // (word, length, instruction set known to be Thumb, is a load), from
+    // `arm-linux-gnueabihf-as -march=armv7-a -mfpu=vfpv3-d16`.
+    let a32 = [
+        (0xe591_0000, true),  // ldr r0, [r1]
+        (0xe5d1_0001, true),  // ldrb r0, [r1, #1]
+        (0xe1d1_00b0, true),  // ldrh r0, [r1]
+        (0xe1c2_00d0, false), // ldrd r0, [r2] (kept)
+        (0xe1c2_00f0, false), // strd r0, [r2]
+        (0xe1c1_00b0, false), // strh r0, [r1]
+        (0xe890_0006, true),  // ldm r0, {r1, r2}
+        (0xe880_0006, false), // stm r0, {r1, r2}
+        (0xe92d_4010, false), // push {r4, lr}
+        (0xe8bd_8010, true),  // pop {r4, pc}
+        (0xed90_0b00, true),  // vldr d0, [r0]
+        (0xed80_0b00, false), // vstr d0, [r0]
+        (0xe191_0f9f, false), // ldrex r0, [r1] (kept)
+        (0xe182_0f91, false), // strex r0, r1, [r2]
+        (0xe5a1_0004, false), // str r0, [r1, #4]!
+        (A32_STR, false),
+    ];
+    for (w, load) in a32 {
+        assert_eq!(a32_is_load(w), load, "A32 {w:#010x}");
+        // Unknown instruction set: a store is never skipped.
+        if !load {
+            assert!(!never_stores(w, 4, false), "A32 {w:#010x}");
+        }
+    }
+    let t16 = [
+        (0x6808, true),  // ldr r0, [r1, #0]
+        (0x6008, false), // str r0, [r1, #0]
+        (0x9801, true),  // ldr r0, [sp, #4]
+        (0x9001, false), // str r0, [sp, #4]
+        (0xb510, false), // push {r4, lr}
+        (0xbd10, true),  // pop {r4, pc}
+        (0x5c88, true),  // ldrb r0, [r1, r2]
+        (0x5488, false), // strb r0, [r1, r2]
+        (0x8848, true),  // ldrh r0, [r1, #2]
+        (0x8048, false), // strh r0, [r1, #2]
+        (0x4801, true),  // ldr r0, [pc, #4]
+        (0xc806, true),  // ldmia r0!, {r1, r2}
+        (0xc006, false), // stmia r0!, {r1, r2}
+    ];
+    for (hw, load) in t16 {
+        assert_eq!(never_stores(hw, 2, true), load, "T16 {hw:#06x}");
+    }
+    let t32 = [
+        (0x0400_f8d1, true),  // ldr.w r0, [r1, #1024]
+        (0x0400_f8c1, false), // str.w r0, [r1, #1024]
+        (0x0100_e9d2, true),  // ldrd r0, r1, [r2]
+        (0x0100_e9c2, false), // strd r0, r1, [r2]
+        (0x000e_e890, true),  // ldmia.w r0, {r1, r2, r3}
+        (0x000e_e880, false), // stmia.w r0, {r1, r2, r3}
+        (0x0b00_ed90, true),  // vldr d0, [r0]
+        (0x0b00_ed80, false), // vstr d0, [r0]
+        (0x0f00_e851, true),  // ldrex r0, [r1]
+        (0x1000_e842, false), // strex r0, r1, [r2]
+        (0xf001_e8d0, true),  // tbb [r0, r1]
+    ];
+    for (w, load) in t32 {
+        assert_eq!(never_stores(w, 4, true), load, "T32 {w:#010x}");
+        if !load {
+            assert!(!never_stores(w, 4, false), "T32 {w:#010x}");
+        }
+    }
+}
+
+#[test]
+fn no_16_bit_store_class_is_ever_skipped() {
+    // Every halfword of the 16-bit store classes (`str*` register and
+    // immediate offset, SP-relative, `stm`, `push`) keeps its callback.
+    for hw in 0..=u16::MAX {
+        let store = (hw & 0xf000 == 0x5000 && (hw >> 9) & 7 < 3)
+            || (hw & 0xe800 == 0x6000)
+            || (hw & 0xf800 == 0x8000)
+            || (hw & 0xf800 == 0x9000)
+            || (hw & 0xf800 == 0xc000)
+            || (hw & 0xfe00 == 0xb400);
+        if store {
+            assert!(!never_stores(u32::from(hw), 2, true), "{hw:#06x}");
+        }
+    }
+    assert!(!never_stores(0xdead_beef, 8, true));
+}
+
 /// Guest vCPU `v` stores `n` words from `addr`.
 fn store(m: &Arm32Model, v: u32, addr: u64, n: u64) {
     for i in 0..n {
