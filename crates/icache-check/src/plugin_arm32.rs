@@ -1,11 +1,11 @@
 //! QEMU glue for 32-bit Arm guests (`arch=arm`): turns TCG plugin callbacks
 //! (API version 1, Debian's qemu-user 7.2) into events for [`Arm32Model`].
 //!
-//! * Every instruction but the plain loads ([`never_stores`]) gets a memory
-//!   callback that records its stores in the lock-free [`Shadow`] (QEMU
-//!   7.2 calls it on loads too; they return at once). QEMU calls it only for
-//!   instructions that access memory. Unlike on AArch64, stores through
-//!   `sp` are watched too.
+//! * Every instruction but the plain loads and the stores addressed from
+//!   `sp` ([`skips_store_callback`]) gets a memory callback that records its
+//!   stores in the lock-free [`Shadow`] (QEMU 7.2 calls it on loads too;
+//!   they return at once). QEMU calls it only for instructions that access
+//!   memory.
 //! * `isb` and `svc` get an execution callback, and so does every
 //!   instruction in a page the guest stored to, unless the model says at
 //!   translation that it is coherent for every thread, present and future
@@ -54,7 +54,7 @@ use qemu_plugin::sys::{
     qemu_plugin_tb_n_insns,
 };
 
-use crate::arm32::{block_is_thumb, decode, never_stores, sysno, Arm32Model, ArmInsn};
+use crate::arm32::{block_is_thumb, decode, skips_store_callback, sysno, Arm32Model, ArmInsn};
 use crate::model::Missing;
 use crate::shadow::Shadow;
 
@@ -170,7 +170,7 @@ unsafe extern "C" fn tb_trans(_id: qemu_plugin_id_t, tb: *mut qemu_plugin_tb) {
     for (handle, pc, len, bits) in block {
         // SAFETY: registering a store callback; userdata is the PC.
         unsafe {
-            if !never_stores(bits, len, thumb) {
+            if !skips_store_callback(bits, len, thumb) {
                 qemu_plugin_register_vcpu_mem_cb(
                     handle,
                     Some(mem_cb),
