@@ -1,7 +1,7 @@
-//! `icache-check`: runs an AArch64 or RISC-V (rv64) Linux program under
-//! `qemu-aarch64` or `qemu-riscv64` with the icache-check plugin and exits
-//! non-zero when the plugin saw a violation. The architecture comes from the
-//! program's ELF header ([`Arch::from_elf_header`]).
+//! `icache-check`: runs an AArch64, RISC-V (rv64) or 32-bit Arm Linux program
+//! under `qemu-aarch64`, `qemu-riscv64` or `qemu-arm` with the icache-check
+//! plugin and exits non-zero when the plugin saw a violation. The
+//! architecture comes from the program's ELF header ([`Arch::from_elf_header`]).
 //!
 //! ```text
 //! icache-check [--cpu MODEL] [--idc] [--dic] [--one-hart] [--fail-on CLASSES] [--plugin PATH] -- PROGRAM [ARGS...]
