@@ -57,7 +57,8 @@
 //! # Time
 //!
 //! Each `cacheflush` that flushes anything opens a new epoch. A flushed word
-//! records the store identity it was flushed for and the epoch
+//! records the store identity it was flushed for and the epoch of the first
+//! flush of that store
 //! ([`crate::shadow::MaintWord`]'s `inval_for` and `inval_at`, which only
 //! the AArch64 model uses otherwise); each thread records the epoch of its
 //! last context synchronization. A word is coherent for a thread when its
@@ -372,10 +373,15 @@ impl Arm32Model {
                 while a < to {
                     if let Some((page, w)) = self.shadow.page(a) {
                         let id = page.id(w);
+                        // Keep the first flush of these bytes: a thread
+                        // synchronized after it is coherent, whatever
+                        // flushes of the same bytes come later.
                         if id != 0 {
                             let m = &page.maint_or_create()[w];
-                            m.inval_for.store(id, Relaxed);
-                            m.inval_at.store(epoch, Relaxed);
+                            if m.inval_for.load(Relaxed) != id {
+                                m.inval_for.store(id, Relaxed);
+                                m.inval_at.store(epoch, Relaxed);
+                            }
                         }
                     }
                     a += 4;

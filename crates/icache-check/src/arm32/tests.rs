@@ -403,6 +403,20 @@ fn another_thread_needs_its_own_context_synchronization() {
 }
 
 #[test]
+fn a_second_flush_of_unchanged_code_keeps_what_the_first_gave() {
+    let mut m = model_with_threads(2);
+    store(&m, 0, CODE, 1);
+    cacheflush(&mut m, 0, CODE, CODE + 4);
+    m.isb(1);
+    cacheflush(&mut m, 0, CODE, CODE + 4);
+    assert_eq!(missing(&mut m, 1, CODE, 4), None);
+    // New bytes need a new flush and a new synchronization.
+    store(&m, 0, CODE, 1);
+    cacheflush(&mut m, 0, CODE, CODE + 4);
+    assert_eq!(missing(&mut m, 1, CODE, 4), Some(Missing::NoContextSync));
+}
+
+#[test]
 fn an_isb_before_the_flush_does_not_count() {
     let mut m = model_with_threads(2);
     store(&m, 0, CODE, 1);
