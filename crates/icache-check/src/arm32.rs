@@ -543,4 +543,6 @@ impl Arm32Model {
 }
 
 #[cfg(test)]
+mod reference_tests;
+#[cfg(test)]
 mod tests;
