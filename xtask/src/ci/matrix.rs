@@ -316,7 +316,7 @@ fn checker(ws: &Workspace, steps: &mut Vec<Step>) {
         .map(|&cpu| (CHECKER_TARGET, cpu))
         .chain([(CHECKER_RISCV64_TARGET, RISCV64_CPU)])
         // armv7 (issue 12) likewise on one model, the plain run's binaries:
-        // about 2 minutes on the project machine under load.
+        // 2 to 3 minutes on the project machine under load.
         .chain([(CHECKER_ARM_TARGET, ARM_CPU)]);
     for (target, cpu) in runs {
         let label = format!("{target} ({CHECKER} {cpu})");
