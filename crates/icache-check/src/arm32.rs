@@ -26,8 +26,8 @@
 //!    broadcast of maintenance operations), so after the call the caches of every core are coherent
 //!    for the range: each stored word inside `[start, end)` is "flushed"
 //!    for the data it held at the call. The whole range is covered, with no
-//!    page or VMA clamp (Linux 3.x and later; some older kernels clamped to
-//!    the first VMA, see the README).
+//!    page or VMA clamp (current kernels; older ones clamped to the first
+//!    VMA, see the README).
 //! 3. A context synchronization operation is an `isb`, taking an exception
 //!    or returning from one (DDI 0406C, Glossary, "Context synchronization
 //!    operation"). So the thread that called `cacheflush` is synchronized by
