@@ -4,7 +4,8 @@
 //! Each mutant is a copy of `crates/icache-coherence` in a temporary folder
 //! with exactly one textual change (the tables below). The copy's tests run
 //! for the mutant's target (`aarch64-unknown-linux-gnu` for [`MUTANTS`],
-//! `riscv64gc-unknown-linux-gnu` for [`RISCV64_MUTANTS`]) with icache-check
+//! `riscv64gc-unknown-linux-gnu` for [`RISCV64_MUTANTS`],
+//! `armv7-unknown-linux-gnueabihf` for [`ARM_MUTANTS`]) with icache-check
 //! as the cargo runner; a mutant is caught when the run fails: a test
 //! assertion, a crash, or the checker's exit status 86 for a violation. The
 //! table at the end says which.
@@ -12,7 +13,8 @@
 use crate::checker::{self, EXIT_CHECKER_FAILED, EXIT_VIOLATIONS};
 use crate::cmd::{Cmd, Result};
 use crate::targets::{
-    self, cargo_target_var, CHECKER_RISCV64_TARGET, CHECKER_TARGET, DEFAULT_CPU, RISCV64_CPU,
+    self, cargo_target_var, ARM_CPU, CHECKER_ARM_TARGET, CHECKER_RISCV64_TARGET, CHECKER_TARGET,
+    DEFAULT_CPU, RISCV64_CPU,
 };
 use crate::{Workspace, LIB};
 use std::fs;
@@ -240,12 +242,34 @@ pub const RISCV64_MUTANTS: &[Mutant] = &[
     },
 ];
 
+/// 32-bit Arm mutants (issue 12): the `cacheflush` syscall left out, and a
+/// range that skips a page, both in `src/backends/arm_linux_cacheflush.rs`.
+pub const ARM_MUTANTS: &[Mutant] = &[
+    Mutant {
+        name: "no cacheflush",
+        file: "src/backends/arm_linux_cacheflush.rs",
+        from: "unsafe { libc::syscall(ARM_NR_CACHEFLUSH, chunk_start, end, 0) }",
+        to: "{\n            let _ = (chunk_start, end);\n            0\n        }",
+        nth: 0,
+    },
+    Mutant {
+        // The walk goes from the first 4 KiB chunk straight to the third:
+        // the second page of a longer range is never flushed.
+        name: "cacheflush range skips a page",
+        file: "src/backends/arm_linux_cacheflush.rs",
+        from: "chunk_start = chunk_last + 1;",
+        to: "chunk_start = chunk_last + 1 + if chunk_start == start { CHUNK } else { 0 };",
+        nth: 0,
+    },
+];
+
 /// The mutant tables with the target whose suite runs them and the CPU
 /// model it runs on (`None`: the `--cpu` option, aarch64 only).
-fn suites() -> [(&'static str, &'static [Mutant], Option<&'static str>); 2] {
+fn suites() -> [(&'static str, &'static [Mutant], Option<&'static str>); 3] {
     [
         (CHECKER_TARGET, MUTANTS, None),
         (CHECKER_RISCV64_TARGET, RISCV64_MUTANTS, Some(RISCV64_CPU)),
+        (CHECKER_ARM_TARGET, ARM_MUTANTS, Some(ARM_CPU)),
     ]
 }
 
@@ -485,7 +509,7 @@ mod tests {
     #[test]
     fn every_mutant_applies_to_the_current_library_source() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/icache-coherence");
-        for m in MUTANTS.iter().chain(RISCV64_MUTANTS) {
+        for m in MUTANTS.iter().chain(RISCV64_MUTANTS).chain(ARM_MUTANTS) {
             let text = fs::read_to_string(root.join(m.file)).unwrap();
             let mutated = apply(m, &text).unwrap_or_else(|e| panic!("{e}"));
             assert_ne!(mutated, text, "{} changes nothing", m.name);

@@ -41,6 +41,12 @@ pub const CHECKER_TARGET: &str = "aarch64-unknown-linux-gnu";
 pub const CHECKER_RISCV64_TARGET: &str = "riscv64gc-unknown-linux-gnu";
 pub const RISCV64_CPU: &str = "rv64";
 
+/// The 32-bit Arm target that the coherence checker runs (issue 12), and
+/// the `qemu-arm` CPU model it runs it on (the arm model has no line sizes,
+/// so one model is enough).
+pub const CHECKER_ARM_TARGET: &str = "armv7-unknown-linux-gnueabihf";
+pub const ARM_CPU: &str = "cortex-a15";
+
 /// Windows target whose tests run under wine (runner in `.cargo/config.toml`).
 pub const WINE: &str = "x86_64-pc-windows-gnu";
 

@@ -34,11 +34,13 @@ pub enum Arch {
     Aarch64,
     /// 64-bit RISC-V, little-endian (`riscv64`).
     Riscv64,
+    /// 32-bit Arm (ARMv7-A), little-endian (`arm`, as in `qemu-arm`).
+    Arm,
 }
 
 impl Arch {
     /// Every supported architecture.
-    pub const ALL: [Arch; 2] = [Arch::Aarch64, Arch::Riscv64];
+    pub const ALL: [Arch; 3] = [Arch::Aarch64, Arch::Riscv64, Arch::Arm];
 
     /// The name used on the command line, in plugin arguments and in QEMU's
     /// binary name (`qemu-NAME`).
@@ -46,6 +48,7 @@ impl Arch {
         match self {
             Arch::Aarch64 => "aarch64",
             Arch::Riscv64 => "riscv64",
+            Arch::Arm => "arm",
         }
     }
 
@@ -87,15 +90,16 @@ impl Arch {
         let unsupported = |what: &str| {
             Err(format!(
                 "{what} ({class}-bit, {endian}-endian, e_machine {machine}) is not supported \
-                 yet; the checker models aarch64 and riscv64"
+                 yet; the checker models aarch64, riscv64 and arm (32-bit, little-endian)"
             ))
         };
         match (machine, class, little) {
             (EM_AARCH64, 64, true) => Ok(Arch::Aarch64),
             (EM_RISCV, 64, true) => Ok(Arch::Riscv64),
+            (EM_ARM, 32, true) => Ok(Arch::Arm),
             (EM_AARCH64, _, _) => unsupported("AArch64 other than LP64 little-endian"),
             (EM_RISCV, _, _) => unsupported("RISC-V other than RV64 little-endian"),
-            (EM_ARM, _, _) => unsupported("32-bit Arm"),
+            (EM_ARM, _, _) => unsupported("32-bit Arm other than little-endian ELF32"),
             (EM_PPC64, _, _) => unsupported("POWER (ppc64)"),
             _ => unsupported("this machine"),
         }
@@ -134,6 +138,9 @@ mod tests {
         let riscv64 = b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x03\x00\xf3\x00";
         assert_eq!(Arch::from_elf_header(aarch64), Ok(Arch::Aarch64));
         assert_eq!(Arch::from_elf_header(riscv64), Ok(Arch::Riscv64));
+        // `arm-linux-gnueabihf-gcc` (Debian 12): ELF32, little-endian, EM_ARM.
+        let arm = b"\x7fELF\x01\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x03\x00\x28\x00";
+        assert_eq!(Arch::from_elf_header(arm), Ok(Arch::Arm));
         // A whole file's worth of bytes after the header changes nothing.
         let mut long = riscv64.to_vec();
         long.resize(4096, 0xff);
@@ -143,7 +150,7 @@ mod tests {
     #[test]
     fn unsupported_architectures_are_named_in_the_error() {
         let cases = [
-            (header(1, 1, EM_ARM), "32-bit Arm"),
+            (header(1, 2, EM_ARM), "32-bit Arm other than little-endian"),
             (header(2, 1, EM_PPC64), "POWER (ppc64)"),
             (header(2, 2, EM_PPC64), "big-endian"),
             (header(1, 1, EM_RISCV), "RISC-V other than RV64"),
@@ -196,6 +203,6 @@ mod tests {
             assert_eq!(Arch::from_name(a.name()), Some(a));
             assert_eq!(a.to_string(), a.name());
         }
-        assert_eq!(Arch::from_name("arm"), None);
+        assert_eq!(Arch::from_name("armv7"), None);
     }
 }

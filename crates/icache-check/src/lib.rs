@@ -10,6 +10,8 @@
 //! * [`aliases`]: which guest pages are views of the same file pages
 //!   (double-mapped code), learnt from `memfd_create`, `mmap` and friends.
 //! * [`arch`]: the guest architecture, read from the program's ELF header.
+//! * [`arm32`]: the 32-bit Arm (ARMv7-A Linux) rules and the encodings they
+//!   need.
 //! * [`blocks`]: how a block of plain code is split into segments that one
 //!   callback each checks.
 //! * [`config`]: the cache geometry checked against, and CTR_EL0 decoding.
@@ -26,7 +28,8 @@
 //!
 //! The runner binary `icache-check` (`src/main.rs`) starts `qemu-aarch64` or
 //! `qemu-riscv64` ([`arch`]) with this plugin; see the crate's README for
-//! usage. `plugin_riscv` (also not in the docs) is the riscv64 glue.
+//! usage. `plugin_riscv` and `plugin_arm32` (also not in the docs) are the
+//! riscv64 and 32-bit Arm glue.
 //!
 //! Licensed GPL-2.0-or-later because it links against QEMU's plugin API
 //! bindings.
@@ -40,6 +43,7 @@
 // provides. They depend on nothing but each other and `std`.
 pub mod aliases;
 pub mod arch;
+pub mod arm32;
 pub mod blocks;
 pub mod config;
 pub mod decode;
@@ -60,5 +64,7 @@ mod reference_tests;
 // so unit-test executables leave it out.
 #[cfg(not(test))]
 mod plugin;
+#[cfg(not(test))]
+mod plugin_arm32;
 #[cfg(not(test))]
 mod plugin_riscv;

@@ -1,7 +1,7 @@
-//! `icache-check`: runs an AArch64 or RISC-V (rv64) Linux program under
-//! `qemu-aarch64` or `qemu-riscv64` with the icache-check plugin and exits
-//! non-zero when the plugin saw a violation. The architecture comes from the
-//! program's ELF header ([`Arch::from_elf_header`]).
+//! `icache-check`: runs an AArch64, RISC-V (rv64) or 32-bit Arm Linux program
+//! under `qemu-aarch64`, `qemu-riscv64` or `qemu-arm` with the icache-check
+//! plugin and exits non-zero when the plugin saw a violation. The
+//! architecture comes from the program's ELF header ([`Arch::from_elf_header`]).
 //!
 //! ```text
 //! icache-check [--cpu MODEL] [--idc] [--dic] [--one-hart] [--fail-on CLASSES] [--plugin PATH] -- PROGRAM [ARGS...]
@@ -82,6 +82,12 @@ const CPU_MODELS: &[(&str, u64, &str)] = &[
 /// checker expects.
 const RISCV64_CPU_MODELS: &[&str] = &["rv64", "sifive-u54"];
 
+/// The 32-bit Arm models of `qemu-arm -cpu help` (QEMU 7.2) checked to run
+/// `armv7-unknown-linux-gnueabihf` programs, all ARMv7-A with the
+/// Multiprocessing Extensions that `src/arm32.rs` assumes. The model has
+/// no line sizes, so the choice changes nothing the plugin checks.
+const ARM_CPU_MODELS: &[&str] = &["cortex-a15", "cortex-a7", "cortex-a9"];
+
 /// What the runner needs to know about an architecture.
 struct ArchSpec {
     /// The qemu-user binary.
@@ -103,11 +109,16 @@ fn spec(arch: Arch) -> ArchSpec {
             ld_prefix: "/usr/riscv64-linux-gnu",
             default_cpu: "rv64",
         },
+        Arch::Arm => ArchSpec {
+            qemu: "qemu-arm",
+            ld_prefix: "/usr/arm-linux-gnueabihf",
+            default_cpu: "cortex-a15",
+        },
     }
 }
 const USAGE: &str = "usage: icache-check [--cpu MODEL] [--idc] [--dic] [--one-hart] \
                      [--fail-on CLASSES] [--plugin PATH] -- PROGRAM [ARGS...]\n\
-                     The architecture (aarch64, riscv64) comes from PROGRAM's ELF header.\n\
+                     The architecture (aarch64, riscv64, arm) comes from PROGRAM's ELF header.\n\
                      CLASSES: comma-separated, from maintenance, sync, patch-site \
                      (default maintenance,sync)";
 
@@ -207,6 +218,18 @@ fn plugin_args(
     dic: bool,
     one_hart: bool,
 ) -> Result<(PluginArgs, &'static str), String> {
+    if arch == Arch::Arm {
+        if idc || dic || one_hart {
+            return Err("--idc, --dic and --one-hart do not apply to 32-bit Arm programs".into());
+        }
+        let Some(&model) = ARM_CPU_MODELS.iter().find(|m| **m == cpu) else {
+            return Err(format!(
+                "unknown arm CPU model {cpu} (from --cpu or QEMU_CPU); known: {}",
+                ARM_CPU_MODELS.join(", ")
+            ));
+        };
+        return Ok((PluginArgs::arm(), model));
+    }
     if arch == Arch::Riscv64 {
         if idc || dic {
             return Err("--idc and --dic are AArch64's CTR_EL0 bits; riscv64 has none".into());
@@ -479,6 +502,21 @@ mod tests {
         }
         assert_eq!(spec(Arch::Riscv64).qemu, "qemu-riscv64");
         assert_eq!(spec(Arch::Riscv64).ld_prefix, "/usr/riscv64-linux-gnu");
+    }
+
+    #[test]
+    fn arm_models_run_as_themselves_with_the_arm_plugin_arguments() {
+        assert_eq!(choose_cpu(Arch::Arm, None, None), "cortex-a15");
+        for m in ARM_CPU_MODELS {
+            let (a, qemu_cpu) = plugin_args(Arch::Arm, m, false, false, false).unwrap();
+            assert_eq!((a.to_string().as_str(), qemu_cpu), ("arch=arm", *m));
+        }
+        let e = plugin_args(Arch::Arm, "cortex-a72", false, false, false).unwrap_err();
+        assert!(e.contains("cortex-a15, cortex-a7, cortex-a9"), "{e}");
+        assert!(plugin_args(Arch::Arm, "cortex-a15", true, false, false).is_err());
+        assert!(plugin_args(Arch::Arm, "cortex-a15", false, false, true).is_err());
+        assert_eq!(spec(Arch::Arm).qemu, "qemu-arm");
+        assert_eq!(spec(Arch::Arm).ld_prefix, "/usr/arm-linux-gnueabihf");
         assert_eq!(spec(Arch::Aarch64).qemu, "qemu-aarch64");
         assert_eq!(spec(Arch::Aarch64).ld_prefix, "/usr/aarch64-linux-gnu");
     }

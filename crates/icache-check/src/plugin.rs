@@ -213,6 +213,10 @@ impl Register for IcacheCheck {
             eprintln!("icache-check: error: {e} (expected {})", PluginArgs::USAGE);
             std::process::exit(2);
         });
+        if parsed.arch == crate::arch::Arch::Arm {
+            crate::plugin_arm32::install(id);
+            return Ok(());
+        }
         if parsed.arch == crate::arch::Arch::Riscv64 {
             crate::plugin_riscv::install(id, parsed.one_hart);
             return Ok(());

@@ -69,7 +69,7 @@ impl PluginArgs {
                 "arch" => arch
                     .replace(
                         Arch::from_name(value)
-                            .ok_or_else(|| format!("arch={value} is not aarch64 or riscv64"))?,
+                            .ok_or_else(|| format!("arch={value} is not a known one"))?,
                     )
                     .is_some(),
                 "one_hart" => one_hart.replace(flag(value)?).is_some(),
@@ -113,7 +113,15 @@ impl PluginArgs {
 
     /// The expected form, for error messages.
     pub const USAGE: &'static str =
-        "arch=aarch64,dline=N,iline=N,idc=on|off,dic=on|off,ipipt=on|off or arch=riscv64[,one_hart=on]";
+        "arch=aarch64,dline=N,iline=N,idc=on|off,dic=on|off,ipipt=on|off or arch=riscv64[,one_hart=on] or arch=arm";
+
+    /// The arguments for a 32-bit Arm guest, which take no options.
+    pub fn arm() -> PluginArgs {
+        PluginArgs {
+            arch: Arch::Arm,
+            ..PluginArgs::default()
+        }
+    }
 
     /// The arguments for a RISC-V guest; `one_hart`: the program runs on
     /// one hart.
@@ -221,6 +229,8 @@ mod tests {
         let want = "arch=aarch64,dline=64,iline=64,idc=off,dic=off,ipipt=on";
         assert_eq!(args.to_string(), want);
         assert_eq!(PluginArgs::riscv64(false).to_string(), "arch=riscv64");
+        assert_eq!(PluginArgs::arm().to_string(), "arch=arm");
+        assert_eq!(parse_str("arch=arm"), Ok(PluginArgs::arm()));
         let want = "arch=riscv64,one_hart=on";
         assert_eq!(PluginArgs::riscv64(true).to_string(), want);
     }
@@ -257,7 +267,9 @@ mod tests {
             ("dline=64,iline=64,idc=off,dic=off,frob=1", "frob"),
             ("dline=64,dline=64,iline=64,idc=off,dic=off", "twice"),
             ("dline", "not key=value"),
-            ("arch=arm", "arch=arm"),
+            ("arch=armv7", "arch=armv7"),
+            ("arch=arm,dline=64", "AArch64's"),
+            ("arch=arm,one_hart=on", "RISC-V's"),
             ("arch=riscv64,arch=riscv64", "twice"),
             ("arch=riscv64,dline=64", "AArch64's"),
             ("one_hart=on", "RISC-V's"),
