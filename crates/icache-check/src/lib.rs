@@ -43,6 +43,7 @@ pub mod decode;
 mod exit_status;
 pub mod model;
 pub mod plugin_args;
+pub mod power;
 pub mod riscv;
 pub mod shadow;
 pub mod summary;
