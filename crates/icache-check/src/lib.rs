@@ -59,4 +59,6 @@ mod reference_tests;
 #[cfg(not(test))]
 mod plugin;
 #[cfg(not(test))]
+mod plugin_power;
+#[cfg(not(test))]
 mod plugin_riscv;

@@ -195,6 +195,16 @@ impl Register for IcacheCheck {
             eprintln!("icache-check: error: {e} (expected {})", PluginArgs::USAGE);
             std::process::exit(2);
         });
+        if parsed.arch == crate::arch::Arch::Ppc64le {
+            let c = parsed.config;
+            let geometry = crate::power::Geometry {
+                dblock: c.dline,
+                iblock: c.iline,
+                snoop: parsed.snoop,
+            };
+            crate::plugin_power::install(id, geometry);
+            return Ok(());
+        }
         if parsed.arch == crate::arch::Arch::Riscv64 {
             crate::plugin_riscv::install(id, parsed.one_hart);
             return Ok(());
