@@ -291,10 +291,11 @@ mod tests {
     fn checker_runs_wait_for_the_checker_build() {
         let steps = matrix::steps(&workspace());
         let checked: Vec<&Step> = steps.iter().filter(|s| s.needs.is_some()).collect();
-        // test + example for each of the two aarch64 CPU models and for
-        // riscv64 (issue 12), and riscv64's one-core suite on one hart.
-        assert_eq!(checked.len(), 7);
-        let (mut riscv, mut one_core) = (0, 0);
+        // test + example for each of the two aarch64 CPU models, for
+        // riscv64 and for ppc64le (issue 12), and riscv64's one-core suite on
+        // one hart.
+        assert_eq!(checked.len(), 9);
+        let (mut riscv, mut one_core, mut power) = (0, 0, 0);
         for s in checked {
             let build = &steps[s.needs.unwrap()];
             assert_eq!(build.label(), "build icache-check build");
@@ -302,7 +303,14 @@ mod tests {
             let aarch64 = "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER='/ws/target/release/icache-check --cpu ";
             let riscv64 = "CARGO_TARGET_RISCV64GC_UNKNOWN_LINUX_GNU_RUNNER='/ws/target/release/icache-check --cpu rv64 --'";
             let one_hart = "CARGO_TARGET_RISCV64GC_UNKNOWN_LINUX_GNU_RUNNER='/ws/target/release/icache-check --cpu rv64 --one-hart --'";
-            if shown.contains(one_hart) {
+            let ppc64le = "CARGO_TARGET_POWERPC64LE_UNKNOWN_LINUX_GNU_RUNNER='/ws/target/release/icache-check --cpu power9 --'";
+            if shown.contains(ppc64le) {
+                assert!(
+                    shown.contains("--target powerpc64le-unknown-linux-gnu"),
+                    "{shown}"
+                );
+                power += 1;
+            } else if shown.contains(one_hart) {
                 assert!(shown.contains("--features one-core"), "{shown}");
                 one_core += 1;
             } else if shown.contains(riscv64) {
@@ -315,7 +323,7 @@ mod tests {
                 assert!(shown.contains(aarch64), "{shown}");
             }
         }
-        assert_eq!((riscv, one_core), (2, 1));
+        assert_eq!((riscv, one_core, power), (2, 1, 2));
     }
 
     #[test]
