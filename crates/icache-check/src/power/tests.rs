@@ -360,3 +360,19 @@ fn without_icache_snoop_the_shortcut_is_not_enough() {
     sequence(&mut m, 0, 0x7000_0000, "dcbst");
     assert_eq!(missing(&mut m, 0, CODE), Some(Missing::NotCleaned));
 }
+
+#[test]
+fn a_late_completion_of_an_older_clean_does_not_undo_a_newer_one() {
+    let mut m = model(false);
+    store(&m, 0, CODE);
+    op(&mut m, 0, PpcInsn::Dcbst, CODE);
+    store(&m, 1, CODE);
+    op(&mut m, 1, PpcInsn::Dcbst, CODE);
+    op(&mut m, 1, PpcInsn::Sync, 0);
+    // vCPU 0's clean of the old data completes last.
+    op(&mut m, 0, PpcInsn::Sync, 0);
+    op(&mut m, 1, PpcInsn::Icbi, CODE);
+    op(&mut m, 1, PpcInsn::Sync, 0);
+    op(&mut m, 1, PpcInsn::Isync, 0);
+    assert_eq!(missing(&mut m, 1, CODE), None);
+}
