@@ -14,6 +14,7 @@
 //! * [`decode`]: which A64 words are cache maintenance, barriers or `svc`.
 //! * [`model`]: the AArch64 rules, as pure Rust driven by events.
 //! * [`riscv`]: the RISC-V (rv64 Linux) rules and the encodings they need.
+//! * [`power`]: the POWER (ppc64le Linux) rules and the encodings they need.
 //! * [`shadow`]: the lock-free per-word store record the model reads.
 //! * [`plugin_args`]: the runner-to-plugin argument string, both directions.
 //! * [`summary`]: the summary line, its formatter and its parser.
@@ -22,9 +23,10 @@
 //! * `plugin` (not in the docs' public API): the QEMU glue, built only into
 //!   the `cdylib`.
 //!
-//! The runner binary `icache-check` (`src/main.rs`) starts `qemu-aarch64` or
-//! `qemu-riscv64` ([`arch`]) with this plugin; see the crate's README for
-//! usage. `plugin_riscv` (also not in the docs) is the riscv64 glue.
+//! The runner binary `icache-check` (`src/main.rs`) starts `qemu-aarch64`,
+//! `qemu-riscv64` or `qemu-ppc64le` ([`arch`]) with this plugin; see the
+//! crate's README for usage. `plugin_riscv` and `plugin_power` (also not in
+//! the docs) are the riscv64 and ppc64le glue.
 //!
 //! Licensed GPL-2.0-or-later because it links against QEMU's plugin API
 //! bindings.
