@@ -107,6 +107,11 @@ fn the_full_sequence_with_the_readers_own_isync_reports_nothing() {
 }
 
 #[test]
+fn membarrier_sync_core_stands_in_for_the_readers_isync() {
+    assert_eq!(run(7, &[]), (0, vec![]));
+}
+
+#[test]
 fn every_cpu_model_runs_the_correct_variant_clean() {
     for cpu in ["power8", "power10"] {
         assert_eq!(run(0, &["--cpu", cpu]), (0, vec![]), "{cpu}");
