@@ -44,8 +44,9 @@
 //!    "we still need a dummy icbi to purge all the prefetched
 //!    instructions ... We also need a sync before the icbi to order the
 //!    actual stores"). The model takes a store by V as written to storage
-//!    once V executed a heavyweight `sync` after it, and an `icbi` of any
-//!    address as covering everything written so. The full sequence stays
+//!    once V executed a heavyweight `sync` after it (or once a `dcbst` of
+//!    it was done, rule 2), and an `icbi` of any address as covering
+//!    everything written so. The full sequence stays
 //!    correct too. QEMU 7.2 sets the bit for none of its ppc64le models
 //!    (measured), so only the host tests exercise this rule.
 //! 7. A violation is the execution of an instruction whose own bytes the
@@ -203,17 +204,38 @@ struct Thread {
     /// `icbi`s issued and not yet done: (word address, identity, written to
     /// storage at issue).
     pending_invals: Vec<(u64, u64, bool)>,
-    /// Snoop mode: what the `icbi`s issued and not yet done cover.
-    pending_snoop_inval: Option<Snapshot>,
-    /// The last invalidation epoch this thread context-synchronized after.
-    epoch: u64,
-    /// Snoop mode: the stores invalidated when this thread last
-    /// context-synchronized.
-    snoop_synced: Snapshot,
+    /// Snoop mode: what the `icbi`s issued and not yet done cover: the
+    /// stores written by their thread's `sync`, and the `dcbst`s done (up
+    /// to a clean number).
+    pending_snoop_inval: Option<Seen>,
+    /// The invalidations done when this thread last context-synchronized.
+    seen: Seen,
     /// Arguments of the system call in progress.
     syscall_args: [u64; 3],
-    /// membarrier SYNC_CORE in progress: the epoch and snoop state at issue.
-    membarrier: Option<(u64, Snapshot)>,
+    /// membarrier SYNC_CORE in progress: the invalidations done at issue.
+    membarrier: Option<Seen>,
+}
+
+/// The invalidations done at some moment: what a context synchronization
+/// then makes a thread coherent for.
+#[derive(Clone, Default)]
+struct Seen {
+    /// Invalidations of blocks: those with an `inval_at` up to this.
+    epoch: u64,
+    /// Snoop mode: the stores written by their thread's `sync` that a done
+    /// `icbi` covered.
+    snoop: Snapshot,
+    /// Snoop mode: the `dcbst`s (by number, `cleaned_at`) a done `icbi`
+    /// covered.
+    snoop_cleans: u64,
+}
+
+impl Seen {
+    fn merge(&mut self, other: &Seen) {
+        self.epoch = self.epoch.max(other.epoch);
+        merge(&mut self.snoop, &other.snoop);
+        self.snoop_cleans = self.snoop_cleans.max(other.snoop_cleans);
+    }
 }
 
 /// The POWER model. Stores go to the lock-free [`Shadow`]
@@ -227,8 +249,10 @@ pub struct PowerModel {
     epoch: u64,
     /// Snoop mode: per vCPU, its stores made before its last `sync`.
     snoop_written: Snapshot,
-    /// Snoop mode: the stores a done `icbi` covered.
-    snoop_invalidated: Snapshot,
+    /// Snoop mode: what the done `icbi`s covered.
+    snoop_invalidated: Seen,
+    /// `dcbst`s done so far; each word's `cleaned_at` is its number.
+    cleans: u64,
     counted_stores: HashSet<u64>,
     counts: Counts,
     classes: ClassCounts,
@@ -243,7 +267,8 @@ impl PowerModel {
             threads: Vec::new(),
             epoch: 0,
             snoop_written: Vec::new(),
-            snoop_invalidated: Vec::new(),
+            snoop_invalidated: Seen::default(),
+            cleans: 0,
             counted_stores: HashSet::new(),
             counts: Counts::default(),
             classes: ClassCounts::default(),
@@ -273,19 +298,32 @@ impl PowerModel {
         &mut self.threads[i]
     }
 
-    /// Every thread context-synchronizes now.
-    fn context_sync(&mut self, v: u32, epoch: u64, snoop: &Snapshot) {
-        let t = self.thread(v);
-        t.epoch = t.epoch.max(epoch);
-        merge(&mut t.snoop_synced, snoop);
+    /// The invalidations done so far.
+    fn seen(&self) -> Seen {
+        Seen {
+            epoch: self.epoch,
+            ..self.snoop_invalidated.clone()
+        }
+    }
+
+    /// Thread `v` context-synchronizes after the invalidations `seen`.
+    fn context_sync(&mut self, v: u32, seen: &Seen) {
+        self.thread(v).seen.merge(seen);
     }
 
     /// A thread (vCPU `v`) starts, synchronized (rule 4). QEMU reuses the
-    /// index of an exited thread, so its state is reset.
+    /// index of an exited thread, so its state is reset. The exited thread
+    /// left through the kernel's context switch, which runs a `sync`
+    /// (arch/powerpc/kernel/entry_64.S `_switch`: so that a task moved to
+    /// another CPU sees its own stores), so its pending `dcbst`s and
+    /// `icbi`s are done first.
     pub fn vcpu_start(&mut self, v: u32) {
+        if (v as usize) < self.threads.len() {
+            self.sync(v);
+        }
         *self.thread(v) = Thread::default();
-        let (epoch, snoop) = (self.epoch, self.snoop_invalidated.clone());
-        self.context_sync(v, epoch, &snoop);
+        let seen = self.seen();
+        self.context_sync(v, &seen);
         self.counts.vcpus += 1;
     }
 
@@ -328,17 +366,25 @@ impl PowerModel {
                     .into_iter()
                     .map(|(a, id)| (a, id, self.written(a, id)))
                     .collect();
-                let snoop = self.geometry.snoop.then(|| self.snoop_written.clone());
+                // Snoop mode: any `icbi` covers every store written to
+                // storage by now, by its thread's `sync` or by a `dcbst`.
+                let snoop = self.geometry.snoop.then(|| Seen {
+                    epoch: 0,
+                    snoop: self.snoop_written.clone(),
+                    snoop_cleans: self.cleans,
+                });
                 let t = self.thread(v);
                 t.pending_invals.extend(words);
                 if let Some(s) = snoop {
-                    merge(t.pending_snoop_inval.get_or_insert_with(Vec::new), &s);
+                    t.pending_snoop_inval
+                        .get_or_insert_with(Seen::default)
+                        .merge(&s);
                 }
             }
             PpcInsn::Sync => self.sync(v),
             PpcInsn::Isync => {
-                let (epoch, snoop) = (self.epoch, self.snoop_invalidated.clone());
-                self.context_sync(v, epoch, &snoop);
+                let seen = self.seen();
+                self.context_sync(v, &seen);
             }
             PpcInsn::Sc | PpcInsn::Other => {}
         }
@@ -352,8 +398,12 @@ impl PowerModel {
         let snoop_inval = t.pending_snoop_inval.take();
         for (a, id) in cleans {
             if let Some((page, w)) = self.shadow.page(a) {
-                if page.id(w) == id {
-                    page.maint_or_create()[w].cleaned_for.store(id, Relaxed);
+                let m = &page.maint_or_create()[w];
+                // The earliest clean of this data counts: keep its number.
+                if page.id(w) == id && m.cleaned_for.load(Relaxed) != id {
+                    self.cleans += 1;
+                    m.cleaned_for.store(id, Relaxed);
+                    m.cleaned_at.store(self.cleans, Relaxed);
                 }
             }
         }
@@ -370,7 +420,7 @@ impl PowerModel {
             }
         }
         if let Some(s) = snoop_inval {
-            merge(&mut self.snoop_invalidated, &s);
+            self.snoop_invalidated.merge(&s);
         }
         if self.geometry.snoop {
             let count = self.shadow.last_count(v);
@@ -386,7 +436,7 @@ impl PowerModel {
     pub fn syscall(&mut self, v: u32, num: i64, args: [u64; 3]) {
         let at_issue = (num == sysno::MEMBARRIER
             && args[0] == sysno::MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE)
-            .then(|| (self.epoch, self.snoop_invalidated.clone()));
+            .then(|| self.seen());
         let t = self.thread(v);
         t.syscall_args = args;
         t.membarrier = at_issue;
@@ -397,14 +447,14 @@ impl PowerModel {
     pub fn syscall_return(&mut self, v: u32, num: i64, ret: i64) {
         let t = self.thread(v);
         let args = t.syscall_args;
-        if let (Some((epoch, snoop)), 0) = (t.membarrier.take(), ret) {
+        if let (Some(seen), 0) = (t.membarrier.take(), ret) {
             for u in 0..self.threads.len() as u32 {
-                self.context_sync(u, epoch, &snoop);
+                self.context_sync(u, &seen);
             }
         }
         if !sysno::VDSO.contains(&num) {
-            let (epoch, snoop) = (self.epoch, self.snoop_invalidated.clone());
-            self.context_sync(v, epoch, &snoop);
+            let seen = self.seen();
+            self.context_sync(v, &seen);
         }
         // Linux returns -errno in [-4095, -1] (include/linux/err.h).
         if (-4095..0).contains(&ret) {
@@ -441,21 +491,28 @@ impl PowerModel {
     /// What vCPU `v` still misses for the data of store `id` at word `a`.
     fn missing(&self, v: u32, page: &Page, w: usize, a: u64, id: u64) -> Option<Missing> {
         let t = &self.threads[v as usize];
-        let m = page.maint();
-        let inval_epoch = m
-            .filter(|m| m[w].inval_for.load(Relaxed) == id)
-            .map(|m| m[w].inval_at.load(Relaxed));
-        let snoop_inval = self.geometry.snoop && covers(&self.snoop_invalidated, id);
-        if inval_epoch.is_some_and(|e| e <= t.epoch) || covers(&t.snoop_synced, id) {
+        if self.invalidated_before(page, w, id, &t.seen) {
             return None;
         }
-        Some(if inval_epoch.is_some() || snoop_inval {
+        Some(if self.invalidated_before(page, w, id, &self.seen()) {
             Missing::NoContextSync
         } else if self.written(a, id) {
             Missing::NotInvalidated
         } else {
             Missing::NotCleaned
         })
+    }
+
+    /// Whether the data of store `id` in word `w` of `page` is among the
+    /// invalidations `seen`.
+    fn invalidated_before(&self, page: &Page, w: usize, id: u64, seen: &Seen) -> bool {
+        let Some(m) = page.maint().map(|m| &m[w]) else {
+            return covers(&seen.snoop, id);
+        };
+        let block = m.inval_for.load(Relaxed) == id && m.inval_at.load(Relaxed) <= seen.epoch;
+        let cleaned = m.cleaned_for.load(Relaxed) == id;
+        let snoop_clean = cleaned && m.cleaned_at.load(Relaxed) <= seen.snoop_cleans;
+        block || covers(&seen.snoop, id) || (self.geometry.snoop && snoop_clean)
     }
 
     /// vCPU `v` executes the instruction word at `pc`. Returns a report if
@@ -516,10 +573,7 @@ impl PowerModel {
         let all = (0..self.threads.len() as u32).all(|v| self.missing(v, page, w, a, id).is_none());
         // A thread started later is synchronized (rule 4), so it is coherent
         // for anything invalidated by now.
-        let future = page
-            .maint()
-            .is_some_and(|m| m[w].inval_for.load(Relaxed) == id)
-            || (self.geometry.snoop && covers(&self.snoop_invalidated, id));
+        let future = self.invalidated_before(page, w, id, &self.seen());
         if all && future {
             self.count_code_store(page, w, id);
         }
@@ -527,5 +581,7 @@ impl PowerModel {
     }
 }
 
+#[cfg(test)]
+mod reference_tests;
 #[cfg(test)]
 mod tests;
