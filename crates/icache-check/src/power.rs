@@ -4,7 +4,7 @@
 //! # Rules, with their sources
 //!
 //! 1. Instruction fetches are not coherent with stores. Power ISA v3.1
-//!    Book II, section 1.8 "Instruction Storage", gives the sequence that
+//!    Book II, "Instruction Storage", gives the sequence that
 //!    makes stored instructions fetchable: `dcbst` each data block the
 //!    stores touched, `sync`, `icbi` each instruction block, `sync`,
 //!    `isync`. Block sizes are the kernel's `AT_DCACHEBSIZE` (19) and
@@ -13,17 +13,17 @@
 //! 2. `dcbst` on an address by vCPU V writes its data block, as it stood
 //!    when the `dcbst` was issued, to storage. That is done when V next
 //!    executes a heavyweight `sync` (`sync 0`, or `ptesync`, which orders
-//!    everything `sync` does; Book II 4.6.3 "Synchronize"). `lwsync` and
+//!    everything `sync` does; Book II, the `sync` description). `lwsync` and
 //!    `eieio` do not wait for cache-block operations to be performed, so
 //!    they complete nothing.
 //! 3. `icbi` on an address by V invalidates the instruction block in the
-//!    instruction cache of every processor (Book II 4.3.1: "the block is
-//!    invalidated in those instruction caches"), for data that was written
+//!    instruction cache of every processor (Book II, the `icbi`
+//!    description), for data that was written
 //!    to storage (rule 2) when the `icbi` was issued. It is done when V next
 //!    executes a heavyweight `sync`.
 //! 4. A thread may still run stale prefetched instructions until it passes
 //!    a context synchronizing event after the invalidation was done (Book
-//!    III 1.5 / "Context Synchronization"): its own `isync`; `sc` / `scv`
+//!    III, "Context Synchronization"): its own `isync`; `sc` / `scv`
 //!    and the `rfid` / `rfscv` that returns from a system call, so any
 //!    return from a system call the kernel really serves; a successful
 //!    `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE)` from any
