@@ -292,10 +292,10 @@ mod tests {
         let steps = matrix::steps(&workspace());
         let checked: Vec<&Step> = steps.iter().filter(|s| s.needs.is_some()).collect();
         // test + example for each of the two aarch64 CPU models, for
-        // riscv64 and for armv7 (issue 12), and riscv64's one-core suite on
-        // one hart.
-        assert_eq!(checked.len(), 9);
-        let (mut riscv, mut one_core, mut arm) = (0, 0, 0);
+        // riscv64, armv7 and ppc64le (issue 12), and riscv64's one-core
+        // suite on one hart.
+        assert_eq!(checked.len(), 11);
+        let (mut riscv, mut one_core, mut arm, mut power) = (0, 0, 0, 0);
         for s in checked {
             let build = &steps[s.needs.unwrap()];
             assert_eq!(build.label(), "build icache-check build");
@@ -304,12 +304,19 @@ mod tests {
             let riscv64 = "CARGO_TARGET_RISCV64GC_UNKNOWN_LINUX_GNU_RUNNER='/ws/target/release/icache-check --cpu rv64 --'";
             let one_hart = "CARGO_TARGET_RISCV64GC_UNKNOWN_LINUX_GNU_RUNNER='/ws/target/release/icache-check --cpu rv64 --one-hart --'";
             let armv7 = "CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUNNER='/ws/target/release/icache-check --cpu cortex-a15 --'";
+            let ppc64le = "CARGO_TARGET_POWERPC64LE_UNKNOWN_LINUX_GNU_RUNNER='/ws/target/release/icache-check --cpu power9 --'";
             if shown.contains(armv7) {
                 assert!(
                     shown.contains("--target armv7-unknown-linux-gnueabihf"),
                     "{shown}"
                 );
                 arm += 1;
+            } else if shown.contains(ppc64le) {
+                assert!(
+                    shown.contains("--target powerpc64le-unknown-linux-gnu"),
+                    "{shown}"
+                );
+                power += 1;
             } else if shown.contains(one_hart) {
                 assert!(shown.contains("--features one-core"), "{shown}");
                 one_core += 1;
@@ -323,7 +330,7 @@ mod tests {
                 assert!(shown.contains(aarch64), "{shown}");
             }
         }
-        assert_eq!((riscv, one_core, arm), (2, 1, 2));
+        assert_eq!((riscv, one_core, arm, power), (2, 1, 2, 2));
     }
 
     #[test]

@@ -84,7 +84,7 @@ const COMMANDS: &[(&str, Command, &str)] = &[
     (
         "mutants",
         mutants::main,
-        "seed one fault per copy of the library, run its aarch64, riscv64 or armv7 tests under icache-check [--cpu AARCH64_MODEL] [--only <substring>]",
+        "seed one fault per copy of the library, run its aarch64, riscv64, armv7 or ppc64le tests under icache-check [--cpu AARCH64_MODEL] [--only <substring>]",
     ),
 ];
 

@@ -5,7 +5,8 @@
 //! with exactly one textual change (the tables below). The copy's tests run
 //! for the mutant's target (`aarch64-unknown-linux-gnu` for [`MUTANTS`],
 //! `riscv64gc-unknown-linux-gnu` for [`RISCV64_MUTANTS`],
-//! `armv7-unknown-linux-gnueabihf` for [`ARM_MUTANTS`]) with icache-check
+//! `armv7-unknown-linux-gnueabihf` for [`ARM_MUTANTS`],
+//! `powerpc64le-unknown-linux-gnu` for [`PPC64LE_MUTANTS`]) with icache-check
 //! as the cargo runner; a mutant is caught when the run fails: a test
 //! assertion, a crash, or the checker's exit status 86 for a violation. The
 //! table at the end says which.
@@ -13,8 +14,8 @@
 use crate::checker::{self, EXIT_CHECKER_FAILED, EXIT_VIOLATIONS};
 use crate::cmd::{Cmd, Result};
 use crate::targets::{
-    self, cargo_target_var, ARM_CPU, CHECKER_ARM_TARGET, CHECKER_RISCV64_TARGET, CHECKER_TARGET,
-    DEFAULT_CPU, RISCV64_CPU,
+    self, cargo_target_var, ARM_CPU, CHECKER_ARM_TARGET, CHECKER_PPC64LE_TARGET,
+    CHECKER_RISCV64_TARGET, CHECKER_TARGET, DEFAULT_CPU, PPC64LE_CPU, RISCV64_CPU,
 };
 use crate::{Workspace, LIB};
 use std::fs;
@@ -263,13 +264,60 @@ pub const ARM_MUTANTS: &[Mutant] = &[
     },
 ];
 
+const DCBST: &str =
+    r#"unsafe { asm!("dcbst 0, {0}", in(reg_nonzero) b, options(nostack, preserves_flags)) }"#;
+const ICBI: &str =
+    r#"unsafe { asm!("icbi 0, {0}", in(reg_nonzero) b, options(nostack, preserves_flags)) }"#;
+
+/// ppc64le mutants (issue 12): one per step of the Power ISA sequence in
+/// `src/backends/powerpc.rs` (QEMU 7.2 reports no ICACHE_SNOOP, so the
+/// library takes the full sequence).
+pub const PPC64LE_MUTANTS: &[Mutant] = &[
+    Mutant {
+        name: "power: no dcbst",
+        file: "src/backends/powerpc.rs",
+        from: DCBST,
+        to: "{ let _ = b; }",
+        nth: 0,
+    },
+    Mutant {
+        name: "power: no sync after the dcbsts",
+        file: "src/backends/powerpc.rs",
+        from: r#"unsafe { asm!("sync", options(nostack, preserves_flags)) };"#,
+        to: "",
+        nth: 0,
+    },
+    Mutant {
+        name: "power: no icbi",
+        file: "src/backends/powerpc.rs",
+        from: ICBI,
+        to: "{ let _ = b; }",
+        nth: 0,
+    },
+    Mutant {
+        name: "power: no sync after the icbis",
+        file: "src/backends/powerpc.rs",
+        from: r#"asm!("sync", "isync", options"#,
+        to: r#"asm!("isync", options"#,
+        nth: 0,
+    },
+    Mutant {
+        name: "power: no isync",
+        file: "src/backends/powerpc.rs",
+        from: r#"asm!("sync", "isync", options"#,
+        to: r#"asm!("sync", options"#,
+        nth: 0,
+    },
+];
+
 /// The mutant tables with the target whose suite runs them and the CPU
 /// model it runs on (`None`: the `--cpu` option, aarch64 only).
-fn suites() -> [(&'static str, &'static [Mutant], Option<&'static str>); 3] {
+fn suites() -> [(&'static str, &'static [Mutant], Option<&'static str>); 4] {
     [
         (CHECKER_TARGET, MUTANTS, None),
         (CHECKER_RISCV64_TARGET, RISCV64_MUTANTS, Some(RISCV64_CPU)),
         (CHECKER_ARM_TARGET, ARM_MUTANTS, Some(ARM_CPU)),
+        (CHECKER_PPC64LE_TARGET, PPC64LE_MUTANTS, Some(PPC64LE_CPU)),
     ]
 }
 
@@ -509,7 +557,12 @@ mod tests {
     #[test]
     fn every_mutant_applies_to_the_current_library_source() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/icache-coherence");
-        for m in MUTANTS.iter().chain(RISCV64_MUTANTS).chain(ARM_MUTANTS) {
+        for m in MUTANTS
+            .iter()
+            .chain(RISCV64_MUTANTS)
+            .chain(ARM_MUTANTS)
+            .chain(PPC64LE_MUTANTS)
+        {
             let text = fs::read_to_string(root.join(m.file)).unwrap();
             let mutated = apply(m, &text).unwrap_or_else(|e| panic!("{e}"));
             assert_ne!(mutated, text, "{} changes nothing", m.name);

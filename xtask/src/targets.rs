@@ -46,6 +46,12 @@ pub const RISCV64_CPU: &str = "rv64";
 /// so one model is enough).
 pub const CHECKER_ARM_TARGET: &str = "armv7-unknown-linux-gnueabihf";
 pub const ARM_CPU: &str = "cortex-a15";
+/// The ppc64le target that the coherence checker runs (issue 12), and the
+/// `qemu-ppc64le` CPU model it runs it on (QEMU's default; every
+/// little-endian model of QEMU 7.2 reports the same 128-byte blocks, so one
+/// model is enough).
+pub const CHECKER_PPC64LE_TARGET: &str = "powerpc64le-unknown-linux-gnu";
+pub const PPC64LE_CPU: &str = "power9";
 
 /// Windows target whose tests run under wine (runner in `.cargo/config.toml`).
 pub const WINE: &str = "x86_64-pc-windows-gnu";

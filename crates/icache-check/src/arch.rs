@@ -36,11 +36,13 @@ pub enum Arch {
     Riscv64,
     /// 32-bit Arm (ARMv7-A), little-endian (`arm`, as in `qemu-arm`).
     Arm,
+    /// 64-bit POWER, little-endian (`ppc64le`).
+    Ppc64le,
 }
 
 impl Arch {
     /// Every supported architecture.
-    pub const ALL: [Arch; 3] = [Arch::Aarch64, Arch::Riscv64, Arch::Arm];
+    pub const ALL: [Arch; 4] = [Arch::Aarch64, Arch::Riscv64, Arch::Arm, Arch::Ppc64le];
 
     /// The name used on the command line, in plugin arguments and in QEMU's
     /// binary name (`qemu-NAME`).
@@ -49,6 +51,7 @@ impl Arch {
             Arch::Aarch64 => "aarch64",
             Arch::Riscv64 => "riscv64",
             Arch::Arm => "arm",
+            Arch::Ppc64le => "ppc64le",
         }
     }
 
@@ -90,17 +93,18 @@ impl Arch {
         let unsupported = |what: &str| {
             Err(format!(
                 "{what} ({class}-bit, {endian}-endian, e_machine {machine}) is not supported \
-                 yet; the checker models aarch64, riscv64 and arm (32-bit, little-endian)"
+                 yet; the checker models aarch64, riscv64, arm (32-bit, little-endian) and ppc64le"
             ))
         };
         match (machine, class, little) {
             (EM_AARCH64, 64, true) => Ok(Arch::Aarch64),
             (EM_RISCV, 64, true) => Ok(Arch::Riscv64),
             (EM_ARM, 32, true) => Ok(Arch::Arm),
+            (EM_PPC64, 64, true) => Ok(Arch::Ppc64le),
             (EM_AARCH64, _, _) => unsupported("AArch64 other than LP64 little-endian"),
             (EM_RISCV, _, _) => unsupported("RISC-V other than RV64 little-endian"),
             (EM_ARM, _, _) => unsupported("32-bit Arm other than little-endian ELF32"),
-            (EM_PPC64, _, _) => unsupported("POWER (ppc64)"),
+            (EM_PPC64, _, _) => unsupported("POWER other than 64-bit little-endian"),
             _ => unsupported("this machine"),
         }
     }
@@ -136,6 +140,9 @@ mod tests {
         // `riscv64-linux-gnu-gcc` outputs (Debian 12), as `xxd` shows them.
         let aarch64 = b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x03\x00\xb7\x00";
         let riscv64 = b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x03\x00\xf3\x00";
+        // `powerpc64le-linux-gnu-gcc` (Debian 12).
+        let ppc64le = b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x03\x00\x15\x00";
+        assert_eq!(Arch::from_elf_header(ppc64le), Ok(Arch::Ppc64le));
         assert_eq!(Arch::from_elf_header(aarch64), Ok(Arch::Aarch64));
         assert_eq!(Arch::from_elf_header(riscv64), Ok(Arch::Riscv64));
         // `arm-linux-gnueabihf-gcc` (Debian 12): ELF32, little-endian, EM_ARM.
@@ -151,8 +158,8 @@ mod tests {
     fn unsupported_architectures_are_named_in_the_error() {
         let cases = [
             (header(1, 2, EM_ARM), "32-bit Arm other than little-endian"),
-            (header(2, 1, EM_PPC64), "POWER (ppc64)"),
             (header(2, 2, EM_PPC64), "big-endian"),
+            (header(1, 2, EM_PPC64), "POWER other than"),
             (header(1, 1, EM_RISCV), "RISC-V other than RV64"),
             (header(2, 2, EM_AARCH64), "AArch64 other than LP64"),
             (header(1, 1, EM_AARCH64), "32-bit"),

@@ -18,6 +18,7 @@
 //! * [`decode`]: which A64 words are cache maintenance, barriers or `svc`.
 //! * [`model`]: the AArch64 rules, as pure Rust driven by events.
 //! * [`riscv`]: the RISC-V (rv64 Linux) rules and the encodings they need.
+//! * [`power`]: the POWER (ppc64le Linux) rules and the encodings they need.
 //! * [`shadow`]: the lock-free per-word store record the model reads.
 //! * [`plugin_args`]: the runner-to-plugin argument string, both directions.
 //! * [`summary`]: the summary line, its formatter and its parser.
@@ -26,10 +27,11 @@
 //! * `plugin` (not in the docs' public API): the QEMU glue, built only into
 //!   the `cdylib`.
 //!
-//! The runner binary `icache-check` (`src/main.rs`) starts `qemu-aarch64` or
-//! `qemu-riscv64` ([`arch`]) with this plugin; see the crate's README for
-//! usage. `plugin_riscv` and `plugin_arm32` (also not in the docs) are the
-//! riscv64 and 32-bit Arm glue.
+//! The runner binary `icache-check` (`src/main.rs`) starts `qemu-aarch64`,
+//! `qemu-riscv64`, `qemu-arm` or `qemu-ppc64le` ([`arch`]) with this plugin;
+//! see the crate's README for usage. `plugin_riscv`, `plugin_arm32` and
+//! `plugin_power` (also not in the docs) are the riscv64, 32-bit Arm and
+//! ppc64le glue.
 //!
 //! Licensed GPL-2.0-or-later because it links against QEMU's plugin API
 //! bindings.
@@ -50,6 +52,7 @@ pub mod decode;
 mod exit_status;
 pub mod model;
 pub mod plugin_args;
+pub mod power;
 pub mod riscv;
 pub mod shadow;
 pub mod summary;
@@ -66,5 +69,7 @@ mod reference_tests;
 mod plugin;
 #[cfg(not(test))]
 mod plugin_arm32;
+#[cfg(not(test))]
+mod plugin_power;
 #[cfg(not(test))]
 mod plugin_riscv;

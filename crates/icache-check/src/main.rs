@@ -87,6 +87,23 @@ const RISCV64_CPU_MODELS: &[&str] = &["rv64", "sifive-u54"];
 /// Multiprocessing Extensions that `src/arm32.rs` assumes. The model has
 /// no line sizes, so the choice changes nothing the plugin checks.
 const ARM_CPU_MODELS: &[&str] = &["cortex-a15", "cortex-a7", "cortex-a9"];
+/// The little-endian 64-bit models of `qemu-ppc64le -cpu help` (QEMU 7.2)
+/// with the data and instruction block size their guests see. Measured with
+/// a guest printing `getauxval(AT_DCACHEBSIZE)`, `getauxval(AT_ICACHEBSIZE)`
+/// and `getauxval(AT_HWCAP)`: every model reports 128 for both and
+/// `AT_HWCAP` 0x58000580, without `PPC_FEATURE_ICACHE_SNOOP` (so the plugin
+/// gets `snoop=off`). `power7` stops with SIGILL before `main` under
+/// Debian 12's glibc; older models are big-endian only. `power9` is what
+/// QEMU runs without `-cpu` (the same `AT_HWCAP2`).
+const PPC64LE_CPU_MODELS: &[(&str, u64)] = &[
+    ("power8", 128),
+    ("power8e", 128),
+    ("power8nvl", 128),
+    ("power9", 128),
+    ("power9_v2.0", 128),
+    ("power10", 128),
+    ("power10_v2.0", 128),
+];
 
 /// What the runner needs to know about an architecture.
 struct ArchSpec {
@@ -104,6 +121,11 @@ fn spec(arch: Arch) -> ArchSpec {
             ld_prefix: "/usr/aarch64-linux-gnu",
             default_cpu: "cortex-a72",
         },
+        Arch::Ppc64le => ArchSpec {
+            qemu: "qemu-ppc64le",
+            ld_prefix: "/usr/powerpc64le-linux-gnu",
+            default_cpu: "power9",
+        },
         Arch::Riscv64 => ArchSpec {
             qemu: "qemu-riscv64",
             ld_prefix: "/usr/riscv64-linux-gnu",
@@ -118,7 +140,7 @@ fn spec(arch: Arch) -> ArchSpec {
 }
 const USAGE: &str = "usage: icache-check [--cpu MODEL] [--idc] [--dic] [--one-hart] \
                      [--fail-on CLASSES] [--plugin PATH] -- PROGRAM [ARGS...]\n\
-                     The architecture (aarch64, riscv64, arm) comes from PROGRAM's ELF header.\n\
+                     The architecture (aarch64, riscv64, arm, ppc64le) comes from PROGRAM's ELF header.\n\
                      CLASSES: comma-separated, from maintenance, sync, patch-site \
                      (default maintenance,sync)";
 
@@ -230,6 +252,24 @@ fn plugin_args(
         };
         return Ok((PluginArgs::arm(), model));
     }
+    if arch == Arch::Ppc64le {
+        if idc || dic || one_hart {
+            return Err("--idc, --dic and --one-hart are not POWER options".into());
+        }
+        let Some(&(name, block)) = PPC64LE_CPU_MODELS.iter().find(|(n, _)| *n == cpu) else {
+            let known: Vec<&str> = PPC64LE_CPU_MODELS.iter().map(|(n, _)| *n).collect();
+            return Err(format!(
+                "unknown ppc64le CPU model {cpu} (from --cpu or QEMU_CPU); known: {}",
+                known.join(", ")
+            ));
+        };
+        let mut args = PluginArgs {
+            arch: Arch::Ppc64le,
+            ..PluginArgs::default()
+        };
+        (args.config.dline, args.config.iline) = (block, block);
+        return Ok((args, name));
+    }
     if arch == Arch::Riscv64 {
         if idc || dic {
             return Err("--idc and --dic are AArch64's CTR_EL0 bits; riscv64 has none".into());
@@ -256,6 +296,7 @@ fn plugin_args(
     let args = PluginArgs {
         arch: Arch::Aarch64,
         one_hart: false,
+        snoop: false,
         config: Config {
             idc: idc || cfg.idc,
             dic: dic || cfg.dic,
@@ -493,6 +534,21 @@ mod tests {
     }
 
     #[test]
+    fn ppc64le_models_run_as_themselves_with_their_block_sizes() {
+        assert_eq!(choose_cpu(Arch::Ppc64le, None, None), "power9");
+        for &(m, block) in PPC64LE_CPU_MODELS {
+            let (a, qemu_cpu) = plugin_args(Arch::Ppc64le, m, false, false, false).unwrap();
+            let want = format!("arch=ppc64le,dline={block},iline={block},snoop=off");
+            assert_eq!((a.to_string(), qemu_cpu), (want, m));
+        }
+        let e = plugin_args(Arch::Ppc64le, "cortex-a72", false, false, false).unwrap_err();
+        assert!(e.contains("ppc64le") && e.contains("power9"), "{e}");
+        assert!(plugin_args(Arch::Ppc64le, "power9", true, false, false).is_err());
+        assert!(plugin_args(Arch::Ppc64le, "power9", false, false, true).is_err());
+        assert_eq!(spec(Arch::Ppc64le).ld_prefix, "/usr/powerpc64le-linux-gnu");
+    }
+
+    #[test]
     fn riscv64_models_run_as_themselves_with_the_riscv64_plugin_arguments() {
         for &m in RISCV64_CPU_MODELS {
             let (a, qemu_cpu) = plugin_args(Arch::Riscv64, m, false, false, false).unwrap();
@@ -502,6 +558,7 @@ mod tests {
         }
         assert_eq!(spec(Arch::Riscv64).qemu, "qemu-riscv64");
         assert_eq!(spec(Arch::Riscv64).ld_prefix, "/usr/riscv64-linux-gnu");
+        assert_eq!(spec(Arch::Ppc64le).qemu, "qemu-ppc64le");
     }
 
     #[test]

@@ -217,6 +217,16 @@ impl Register for IcacheCheck {
             crate::plugin_arm32::install(id);
             return Ok(());
         }
+        if parsed.arch == crate::arch::Arch::Ppc64le {
+            let c = parsed.config;
+            let geometry = crate::power::Geometry {
+                dblock: c.dline,
+                iblock: c.iline,
+                snoop: parsed.snoop,
+            };
+            crate::plugin_power::install(id, geometry);
+            return Ok(());
+        }
         if parsed.arch == crate::arch::Arch::Riscv64 {
             crate::plugin_riscv::install(id, parsed.one_hart);
             return Ok(());

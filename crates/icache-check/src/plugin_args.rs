@@ -1,6 +1,9 @@
 //! The argument string the runner passes to the plugin:
 //! `-plugin PATH,arch=aarch64,dline=64,iline=64,idc=off,dic=off,ipipt=on`, or
-//! `-plugin PATH,arch=riscv64` (RISC-V's rules have no cache lines).
+//! `-plugin PATH,arch=riscv64` (RISC-V's rules have no cache lines), or
+//! `-plugin PATH,arch=arm` (32-bit Arm takes no options), or
+//! `-plugin PATH,arch=ppc64le,dline=128,iline=128,snoop=off` (POWER's
+//! `AT_DCACHEBSIZE`, `AT_ICACHEBSIZE` and `PPC_FEATURE_ICACHE_SNOOP`).
 //!
 //! [`PluginArgs`] owns both directions, so the runner's formatter and the
 //! plugin's parser cannot drift apart.
@@ -26,6 +29,9 @@ pub struct PluginArgs {
     /// RISC-V only: the program runs on one hart, so any `fence.i` covers
     /// every thread (`one_hart=on`).
     pub one_hart: bool,
+    /// POWER only: `AT_HWCAP` has `PPC_FEATURE_ICACHE_SNOOP` (`snoop=on`);
+    /// the block sizes are `config.dline` and `config.iline`.
+    pub snoop: bool,
 }
 
 impl PluginArgs {
@@ -44,7 +50,7 @@ impl PluginArgs {
     /// that names it.
     pub fn parse<S: AsRef<str>>(raw: &[S]) -> Result<PluginArgs, String> {
         let (mut dline, mut iline, mut idc, mut dic, mut ipipt) = (None, None, None, None, None);
-        let (mut arch, mut one_hart) = (None, None);
+        let (mut arch, mut one_hart, mut snoop) = (None, None, None);
         for arg in raw {
             let arg = arg.as_ref();
             let (key, value) = arg
@@ -73,6 +79,7 @@ impl PluginArgs {
                     )
                     .is_some(),
                 "one_hart" => one_hart.replace(flag(value)?).is_some(),
+                "snoop" => snoop.replace(flag(value)?).is_some(),
                 "dline" => dline.replace(line(value)?).is_some(),
                 "iline" => iline.replace(line(value)?).is_some(),
                 "idc" => idc.replace(flag(value)?).is_some(),
@@ -90,7 +97,13 @@ impl PluginArgs {
                 "one_hart is RISC-V's; arch={arch} does not take it"
             ));
         }
-        if arch != Arch::Aarch64
+        if arch != Arch::Ppc64le && snoop.is_some() {
+            return Err(format!("snoop is POWER's; arch={arch} does not take it"));
+        }
+        if arch == Arch::Ppc64le && (idc, dic, ipipt) != (None, None, None) {
+            return Err("idc, dic and ipipt are AArch64's; arch=ppc64le takes none".to_string());
+        }
+        if matches!(arch, Arch::Riscv64 | Arch::Arm)
             && (dline, iline, idc, dic, ipipt) != (None, None, None, None, None)
         {
             return Err(format!(
@@ -101,6 +114,7 @@ impl PluginArgs {
         Ok(PluginArgs {
             arch,
             one_hart: one_hart.unwrap_or(false),
+            snoop: snoop.unwrap_or(false),
             config: Config {
                 dline: dline.unwrap_or(d.dline),
                 iline: iline.unwrap_or(d.iline),
@@ -113,13 +127,30 @@ impl PluginArgs {
 
     /// The expected form, for error messages.
     pub const USAGE: &'static str =
-        "arch=aarch64,dline=N,iline=N,idc=on|off,dic=on|off,ipipt=on|off or arch=riscv64[,one_hart=on] or arch=arm";
+        "arch=aarch64,dline=N,iline=N,idc=on|off,dic=on|off,ipipt=on|off \
+         or arch=riscv64[,one_hart=on] or arch=arm or arch=ppc64le,dline=N,iline=N,snoop=on|off";
 
     /// The arguments for a 32-bit Arm guest, which take no options.
     pub fn arm() -> PluginArgs {
         PluginArgs {
             arch: Arch::Arm,
             ..PluginArgs::default()
+        }
+    }
+
+    /// The arguments for a POWER guest: the data and instruction block
+    /// sizes and whether the instruction cache snoops.
+    pub fn ppc64le(dblock: u64, iblock: u64, snoop: bool) -> PluginArgs {
+        let d = PluginArgs::default();
+        PluginArgs {
+            arch: Arch::Ppc64le,
+            snoop,
+            config: Config {
+                dline: dblock,
+                iline: iblock,
+                ..d.config
+            },
+            ..d
         }
     }
 
@@ -142,6 +173,7 @@ impl Default for PluginArgs {
             arch: Arch::Aarch64,
             config: Config::from_ctr_el0(0x8444_c004),
             one_hart: false,
+            snoop: false,
         }
     }
 }
@@ -150,6 +182,16 @@ impl Default for PluginArgs {
 /// `arch=aarch64,dline=64,iline=64,idc=off,dic=off,ipipt=on`, or `arch=riscv64`.
 impl fmt::Display for PluginArgs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let onoff = |b: bool| if b { "on" } else { "off" };
+        if self.arch == Arch::Ppc64le {
+            let c = self.config;
+            let snoop = onoff(self.snoop);
+            return write!(
+                f,
+                "arch=ppc64le,dline={},iline={},snoop={snoop}",
+                c.dline, c.iline
+            );
+        }
         if self.arch != Arch::Aarch64 {
             write!(f, "arch={}", self.arch)?;
             if self.one_hart {
@@ -157,7 +199,6 @@ impl fmt::Display for PluginArgs {
             }
             return Ok(());
         }
-        let onoff = |b: bool| if b { "on" } else { "off" };
         let c = self.config;
         write!(
             f,
@@ -189,6 +230,7 @@ mod tests {
                     let args = PluginArgs {
                         arch: Arch::Aarch64,
                         one_hart: false,
+                        snoop: false,
                         config: Config {
                             dline,
                             iline,
@@ -220,11 +262,24 @@ mod tests {
     }
 
     #[test]
+    fn ppc64le_arguments_parse_back_to_the_same_geometry() {
+        for (d, i) in [(128, 128), (32, 64), (16, 2048)] {
+            for snoop in [false, true] {
+                let args = PluginArgs::ppc64le(d, i, snoop);
+                let option = args.plugin_option(Path::new("/p/x.so"));
+                let rest = option.to_str().unwrap().strip_prefix("/p/x.so,");
+                assert_eq!(parse_str(rest.unwrap()), Ok(args));
+            }
+        }
+    }
+
+    #[test]
     fn the_format_is_the_documented_one() {
         let args = PluginArgs {
             arch: Arch::Aarch64,
             config: Config::from_ctr_el0(0x8444_c004),
             one_hart: false,
+            snoop: false,
         };
         let want = "arch=aarch64,dline=64,iline=64,idc=off,dic=off,ipipt=on";
         assert_eq!(args.to_string(), want);
@@ -233,6 +288,8 @@ mod tests {
         assert_eq!(parse_str("arch=arm"), Ok(PluginArgs::arm()));
         let want = "arch=riscv64,one_hart=on";
         assert_eq!(PluginArgs::riscv64(true).to_string(), want);
+        let want = "arch=ppc64le,dline=128,iline=128,snoop=off";
+        assert_eq!(PluginArgs::ppc64le(128, 128, false).to_string(), want);
     }
 
     #[test]
@@ -276,6 +333,10 @@ mod tests {
             ("arch=riscv64,one_hart=maybe", "one_hart=maybe"),
             ("ipipt=sometimes", "ipipt=sometimes"),
             ("arch=riscv64,ipipt=on", "AArch64's"),
+            ("arch=ppc64le,idc=on", "AArch64's"),
+            ("arch=ppc64le,one_hart=on", "RISC-V's"),
+            ("snoop=on", "POWER's"),
+            ("arch=ppc64le,dline=100", "dline=100"),
         ];
         for (text, want) in cases {
             let err = parse_str(text).unwrap_err();

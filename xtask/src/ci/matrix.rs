@@ -7,9 +7,9 @@ use super::{Kind, Step};
 use crate::checker::{self, PACKAGE as CHECKER};
 use crate::cmd::Cmd;
 use crate::targets::{
-    AARCH64_CPUS, ARM_CPU, BUILD_STD, CHECKER_ARM_TARGET, CHECKER_RISCV64_TARGET, CHECKER_TARGET,
-    CHECK_ONLY, DEFAULT_CPU, DEFAULT_FEATURES_BUILD, MSRV_TARGETS, MSRV_TOOLCHAIN, NO_STD,
-    QEMU_LINUX, RISCV64_CPU, WINE,
+    AARCH64_CPUS, ARM_CPU, BUILD_STD, CHECKER_ARM_TARGET, CHECKER_PPC64LE_TARGET,
+    CHECKER_RISCV64_TARGET, CHECKER_TARGET, CHECK_ONLY, DEFAULT_CPU, DEFAULT_FEATURES_BUILD,
+    MSRV_TARGETS, MSRV_TOOLCHAIN, NO_STD, PPC64LE_CPU, QEMU_LINUX, RISCV64_CPU, WINE,
 };
 use crate::{Workspace, LIB};
 
@@ -314,10 +314,15 @@ fn checker(ws: &Workspace, steps: &mut Vec<Step>) {
     let runs = AARCH64_CPUS
         .iter()
         .map(|&cpu| (CHECKER_TARGET, cpu))
-        .chain([(CHECKER_RISCV64_TARGET, RISCV64_CPU)])
-        // armv7 (issue 12) likewise on one model, the plain run's binaries:
-        // 2 to 3 minutes on the project machine under load.
-        .chain([(CHECKER_ARM_TARGET, ARM_CPU)]);
+        .chain([
+            (CHECKER_RISCV64_TARGET, RISCV64_CPU),
+            // armv7 (issue 12) likewise on one model: 2 to 3 minutes on the
+            // project machine under load.
+            (CHECKER_ARM_TARGET, ARM_CPU),
+            // ppc64le (issue 12): every QEMU 7.2 model has 128-byte blocks
+            // and no ICACHE_SNOOP, so one model; about 90 s of runs.
+            (CHECKER_PPC64LE_TARGET, PPC64LE_CPU),
+        ]);
     for (target, cpu) in runs {
         let label = format!("{target} ({CHECKER} {cpu})");
         let base = checker::runner_env_for(cargo(ws), ws, target, cpu);
