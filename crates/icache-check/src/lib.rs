@@ -31,7 +31,8 @@
 //! `qemu-riscv64`, `qemu-arm` or `qemu-ppc64le` ([`arch`]) with this plugin;
 //! see the crate's README for usage. `plugin_riscv`, `plugin_arm32` and
 //! `plugin_power` (also not in the docs) are the riscv64, 32-bit Arm and
-//! ppc64le glue.
+//! ppc64le glue, and `glue` what all four glue modules share (printing,
+//! de-duplicated reports, the self-check verdict, recording a store).
 //!
 //! Licensed GPL-2.0-or-later because it links against QEMU's plugin API
 //! bindings.
@@ -65,6 +66,8 @@ mod reference_tests;
 
 // The glue refers to symbols that only QEMU provides when it loads the plugin,
 // so unit-test executables leave it out.
+#[cfg(not(test))]
+mod glue;
 #[cfg(not(test))]
 mod plugin;
 #[cfg(not(test))]

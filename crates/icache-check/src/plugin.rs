@@ -72,8 +72,8 @@
 //!   (or no check at all) is printed as an error and makes the runner fail, so
 //!   a QEMU build with a different layout cannot pass silently.
 
-use std::collections::{HashMap, HashSet};
-use std::ffi::{c_uint, c_void, CString};
+use std::collections::HashMap;
+use std::ffi::{c_uint, c_void};
 use std::sync::atomic::{
     AtomicBool, AtomicU64,
     Ordering::{Acquire, Relaxed, Release},
@@ -85,19 +85,19 @@ use qemu_plugin::plugin::{HasCallbacks, Register};
 use qemu_plugin::sys::{
     qemu_plugin_cb_flags, qemu_plugin_id_t, qemu_plugin_insn, qemu_plugin_insn_data,
     qemu_plugin_insn_size, qemu_plugin_insn_vaddr, qemu_plugin_mem_is_store, qemu_plugin_mem_rw,
-    qemu_plugin_mem_size_shift, qemu_plugin_meminfo_t, qemu_plugin_outs,
-    qemu_plugin_register_atexit_cb, qemu_plugin_register_vcpu_init_cb,
-    qemu_plugin_register_vcpu_insn_exec_cb, qemu_plugin_register_vcpu_mem_cb,
-    qemu_plugin_register_vcpu_syscall_cb, qemu_plugin_register_vcpu_syscall_ret_cb,
-    qemu_plugin_register_vcpu_tb_trans_cb, qemu_plugin_tb, qemu_plugin_tb_get_insn,
-    qemu_plugin_tb_n_insns,
+    qemu_plugin_mem_size_shift, qemu_plugin_meminfo_t, qemu_plugin_register_atexit_cb,
+    qemu_plugin_register_vcpu_init_cb, qemu_plugin_register_vcpu_insn_exec_cb,
+    qemu_plugin_register_vcpu_mem_cb, qemu_plugin_register_vcpu_syscall_cb,
+    qemu_plugin_register_vcpu_syscall_ret_cb, qemu_plugin_register_vcpu_tb_trans_cb,
+    qemu_plugin_tb, qemu_plugin_tb_get_insn, qemu_plugin_tb_n_insns,
 };
 use qemu_plugin::{register, PluginId};
 
 use crate::aliases::Aliases;
 use crate::blocks::segment_starts;
 use crate::decode::{decode, is_sp_based_memory_access, never_stores, Insn};
-use crate::model::{Missing, Model};
+use crate::glue::{outs, self_check_verdict, Reports};
+use crate::model::Model;
 use crate::plugin_args::PluginArgs;
 use crate::shadow::{Page, Shadow, PAGE_SIZE};
 
@@ -106,9 +106,6 @@ compile_error!(
     "the icache-check plugin reads guest registers through TCG's env register and \
      supports only x86-64 hosts"
 );
-
-/// Distinct violation lines printed before the rest are only counted.
-const MAX_PRINTED: usize = 1000;
 
 /// What the callback of one translated instruction has to do.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -155,7 +152,7 @@ struct Inner {
     /// Segment descriptors, interned by their instructions' PCs, words and
     /// store identities at translation.
     segments: HashMap<Vec<(u64, u32, u64)>, &'static Segment>,
-    printed: HashSet<(u32, u64, Missing, u64)>,
+    reports: Reports,
     /// `X8` seen by each vCPU's last `svc`, for the register self-check.
     svc_x8: Vec<Option<u64>>,
     x8_checks: u64,
@@ -177,13 +174,6 @@ static STATE: OnceLock<State> = OnceLock::new();
 fn lock() -> Option<MutexGuard<'static, Inner>> {
     let st = STATE.get()?;
     Some(st.inner.lock().unwrap_or_else(|e| e.into_inner()))
-}
-
-fn outs(text: &str) {
-    if let Ok(c) = CString::new(format!("{text}\n")) {
-        // SAFETY: `c` is a valid NUL-terminated string for the call's duration.
-        unsafe { qemu_plugin_outs(c.as_ptr()) };
-    }
 }
 
 /// Reads guest register `Xn` (31 reads as zero, as `XZR` in `dc`/`ic`).
@@ -237,7 +227,7 @@ impl Register for IcacheCheck {
             model,
             descs: HashMap::new(),
             segments: HashMap::new(),
-            printed: HashSet::new(),
+            reports: Reports::default(),
             svc_x8: Vec::new(),
             x8_checks: 0,
             x8_mismatches: 0,
@@ -553,13 +543,7 @@ impl Inner {
             return;
         };
         v.pc = pc;
-        let key = (v.vcpu, v.pc, v.missing, v.store_pc);
-        if self.printed.len() < MAX_PRINTED && self.printed.insert(key) {
-            outs(&v.to_string());
-            if self.printed.len() == MAX_PRINTED {
-                outs("icache-check: further distinct violations are counted but not shown");
-            }
-        }
+        self.reports.report(&v);
     }
 }
 
@@ -604,15 +588,7 @@ unsafe extern "C" fn syscall_ret(_id: qemu_plugin_id_t, vcpu: c_uint, num: i64, 
 
 unsafe extern "C" fn at_exit(_id: qemu_plugin_id_t, _data: *mut c_void) {
     let Some(g) = lock() else { return };
-    if g.x8_mismatches != 0 {
-        outs(&format!(
-            "icache-check: error: guest register reads failed the self-check \
-             ({} of {} svc checks wrong); this QEMU build is not supported",
-            g.x8_mismatches, g.x8_checks
-        ));
-    } else if g.x8_checks == 0 {
-        outs("icache-check: warning: the guest made no system call, so the register self-check did not run");
-    }
+    self_check_verdict("svc", g.x8_checks, g.x8_mismatches);
     if let Some(st) = STATE.get() {
         if st.aliases.read().is_ok_and(|a| a.collision) {
             outs(&format!(

@@ -39,14 +39,13 @@
 //! error at exit and makes the runner fail (exit 87), so a QEMU build with
 //! another layout cannot pass silently.
 
-use std::collections::{HashMap, HashSet};
-use std::ffi::{c_uint, c_void, CString};
+use std::collections::HashMap;
+use std::ffi::{c_uint, c_void};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use qemu_plugin::sys::{
     qemu_plugin_cb_flags, qemu_plugin_id_t, qemu_plugin_insn_data, qemu_plugin_insn_size,
-    qemu_plugin_insn_vaddr, qemu_plugin_mem_is_store, qemu_plugin_mem_rw,
-    qemu_plugin_mem_size_shift, qemu_plugin_meminfo_t, qemu_plugin_outs,
+    qemu_plugin_insn_vaddr, qemu_plugin_mem_rw, qemu_plugin_meminfo_t,
     qemu_plugin_register_atexit_cb, qemu_plugin_register_vcpu_init_cb,
     qemu_plugin_register_vcpu_insn_exec_cb, qemu_plugin_register_vcpu_mem_cb,
     qemu_plugin_register_vcpu_syscall_cb, qemu_plugin_register_vcpu_syscall_ret_cb,
@@ -55,11 +54,8 @@ use qemu_plugin::sys::{
 };
 
 use crate::arm32::{block_is_thumb, decode, skips_store_callback, sysno, Arm32Model, ArmInsn};
-use crate::model::Missing;
+use crate::glue::{outs, record_store, self_check_verdict, Reports};
 use crate::shadow::Shadow;
-
-/// Distinct violation lines printed before the rest are only counted.
-const MAX_PRINTED: usize = 1000;
 
 /// What the callback of one translated instruction has to do.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -74,7 +70,7 @@ struct Desc {
 struct Inner {
     model: Arm32Model,
     descs: HashMap<Desc, &'static Desc>,
-    printed: HashSet<(u32, u64, Missing, u64)>,
+    reports: Reports,
     /// `r7` and `r0`..`r2` at each vCPU's last `svc`, for the self-check.
     svc_regs: Vec<Option<[u32; 4]>>,
     checks: u64,
@@ -91,13 +87,6 @@ static STATE: OnceLock<State> = OnceLock::new();
 fn lock() -> Option<MutexGuard<'static, Inner>> {
     let st = STATE.get()?;
     Some(st.inner.lock().unwrap_or_else(|e| e.into_inner()))
-}
-
-fn outs(text: &str) {
-    if let Ok(c) = CString::new(format!("{text}\n")) {
-        // SAFETY: `c` is a valid NUL-terminated string for the call's duration.
-        unsafe { qemu_plugin_outs(c.as_ptr()) };
-    }
 }
 
 /// Reads guest register `rN`.
@@ -119,7 +108,7 @@ pub(crate) fn install(id: qemu_plugin::PluginId) {
     let inner = Inner {
         model,
         descs: HashMap::new(),
-        printed: HashSet::new(),
+        reports: Reports::default(),
         svc_regs: Vec::new(),
         checks: 0,
         mismatches: 0,
@@ -221,18 +210,9 @@ unsafe extern "C" fn mem_cb(
     vaddr: u64,
     pc: *mut c_void,
 ) {
-    // SAFETY: `info` comes straight from QEMU.
-    let (store, shift) = unsafe {
-        (
-            qemu_plugin_mem_is_store(info),
-            qemu_plugin_mem_size_shift(info),
-        )
-    };
-    if !store {
-        return;
-    }
     if let Some(st) = STATE.get() {
-        st.shadow.store(vcpu, vaddr, 1 << shift, pc as u64);
+        // SAFETY: `info` comes straight from QEMU.
+        unsafe { record_store(&st.shadow, vcpu, info, vaddr, pc as u64) };
     }
 }
 
@@ -285,13 +265,7 @@ impl Inner {
         let Some(v) = self.model.execute(vcpu, pc, len) else {
             return;
         };
-        let key = (v.vcpu, v.pc, v.missing, v.store_pc);
-        if self.printed.len() < MAX_PRINTED && self.printed.insert(key) {
-            outs(&v.to_string());
-            if self.printed.len() == MAX_PRINTED {
-                outs("icache-check: further distinct violations are counted but not shown");
-            }
-        }
+        self.reports.report(&v);
     }
 }
 
@@ -327,15 +301,7 @@ unsafe extern "C" fn syscall_ret(_id: qemu_plugin_id_t, vcpu: c_uint, num: i64, 
 
 unsafe extern "C" fn at_exit(_id: qemu_plugin_id_t, _data: *mut c_void) {
     let Some(g) = lock() else { return };
-    if g.mismatches != 0 {
-        outs(&format!(
-            "icache-check: error: guest register reads failed the self-check \
-             ({} of {} svc checks wrong); this QEMU build is not supported",
-            g.mismatches, g.checks
-        ));
-    } else if g.checks == 0 {
-        outs("icache-check: warning: the guest made no system call, so the register self-check did not run");
-    }
+    self_check_verdict("svc", g.checks, g.mismatches);
     outs(&g.model.counts().to_string());
     outs(&g.model.class_counts().to_string());
 }

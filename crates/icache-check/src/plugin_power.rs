@@ -31,14 +31,13 @@
 //! reporting those loads) is printed as an error at exit and makes the
 //! runner fail, so such a build cannot pass silently.
 
-use std::collections::{HashMap, HashSet};
-use std::ffi::{c_uint, c_void, CString};
+use std::collections::HashMap;
+use std::ffi::{c_uint, c_void};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use qemu_plugin::sys::{
     qemu_plugin_cb_flags, qemu_plugin_id_t, qemu_plugin_insn_data, qemu_plugin_insn_size,
-    qemu_plugin_insn_vaddr, qemu_plugin_mem_is_store, qemu_plugin_mem_rw,
-    qemu_plugin_mem_size_shift, qemu_plugin_meminfo_t, qemu_plugin_outs,
+    qemu_plugin_insn_vaddr, qemu_plugin_mem_is_store, qemu_plugin_mem_rw, qemu_plugin_meminfo_t,
     qemu_plugin_register_atexit_cb, qemu_plugin_register_vcpu_init_cb,
     qemu_plugin_register_vcpu_insn_exec_cb, qemu_plugin_register_vcpu_mem_cb,
     qemu_plugin_register_vcpu_syscall_cb, qemu_plugin_register_vcpu_syscall_ret_cb,
@@ -46,12 +45,9 @@ use qemu_plugin::sys::{
     qemu_plugin_tb_n_insns,
 };
 
-use crate::model::Missing;
+use crate::glue::{outs, record_store, Reports};
 use crate::power::{decode, is_sp_based_store, may_store, Geometry, PowerModel, PpcInsn};
 use crate::shadow::Shadow;
-
-/// Distinct violation lines printed before the rest are only counted.
-const MAX_PRINTED: usize = 1000;
 
 /// Userdata of the memory callback of a `dcbst` / `icbi`.
 const DCBST: usize = 1;
@@ -70,7 +66,7 @@ struct Desc {
 struct Inner {
     model: PowerModel,
     descs: HashMap<Desc, &'static Desc>,
-    printed: HashSet<(u32, u64, Missing, u64)>,
+    reports: Reports,
     /// `dcbst` / `icbi` executions, and the memory callbacks they gave.
     cache_ops: u64,
     cache_op_accesses: u64,
@@ -86,13 +82,6 @@ static STATE: OnceLock<State> = OnceLock::new();
 fn lock() -> Option<MutexGuard<'static, Inner>> {
     let st = STATE.get()?;
     Some(st.inner.lock().unwrap_or_else(|e| e.into_inner()))
-}
-
-fn outs(text: &str) {
-    if let Ok(c) = CString::new(format!("{text}\n")) {
-        // SAFETY: `c` is a valid NUL-terminated string for the call's duration.
-        unsafe { qemu_plugin_outs(c.as_ptr()) };
-    }
 }
 
 /// Sets up the POWER model and registers its callbacks.
@@ -111,7 +100,7 @@ pub(crate) fn install(id: qemu_plugin::PluginId, geometry: Geometry) {
     let inner = Inner {
         model,
         descs: HashMap::new(),
-        printed: HashSet::new(),
+        reports: Reports::default(),
         cache_ops: 0,
         cache_op_accesses: 0,
     };
@@ -216,18 +205,9 @@ unsafe extern "C" fn mem_cb(
     vaddr: u64,
     pc: *mut c_void,
 ) {
-    // SAFETY: `info` comes straight from QEMU.
-    let (store, shift) = unsafe {
-        (
-            qemu_plugin_mem_is_store(info),
-            qemu_plugin_mem_size_shift(info),
-        )
-    };
-    if !store {
-        return;
-    }
     if let Some(st) = STATE.get() {
-        st.shadow.store(vcpu, vaddr, 1 << shift, pc as u64);
+        // SAFETY: `info` comes straight from QEMU.
+        unsafe { record_store(&st.shadow, vcpu, info, vaddr, pc as u64) };
     }
 }
 
@@ -284,13 +264,7 @@ impl Inner {
         let Some(v) = self.model.execute(vcpu, pc) else {
             return;
         };
-        let key = (v.vcpu, v.pc, v.missing, v.store_pc);
-        if self.printed.len() < MAX_PRINTED && self.printed.insert(key) {
-            outs(&v.to_string());
-            if self.printed.len() == MAX_PRINTED {
-                outs("icache-check: further distinct violations are counted but not shown");
-            }
-        }
+        self.reports.report(&v);
     }
 }
 
