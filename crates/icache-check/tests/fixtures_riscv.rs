@@ -8,10 +8,15 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 #[allow(dead_code)]
 #[path = "../src/exit_status.rs"]
 mod exit_status;
+
+/// Numbers each build, so that two tests building the same variant at
+/// once (cargo runs tests in parallel) never write or run the same file.
+static BUILDS: AtomicUsize = AtomicUsize::new(0);
 
 const RUNNER: &str = env!("CARGO_BIN_EXE_icache-check");
 const EXIT_VIOLATIONS: i32 = exit_status::EXIT_VIOLATIONS as i32;
@@ -46,7 +51,10 @@ fn build(bug: u32) -> PathBuf {
     );
     require("qemu-riscv64", "qemu-user");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/rvjit.c");
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("rvjit-bug{bug}"));
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "rvjit-bug{bug}-{}",
+        BUILDS.fetch_add(1, Ordering::Relaxed)
+    ));
     let status = Command::new("riscv64-linux-gnu-gcc")
         .args(["-O2", "-static", &format!("-DBUG={bug}"), "-o"])
         .arg(&out)
