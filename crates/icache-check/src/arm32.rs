@@ -421,41 +421,13 @@ impl Arm32Model {
             return;
         }
         match num {
-            sysno::MUNMAP => self.forget(args[0], args[1]),
-            sysno::MMAP2 => self.forget(u64::from(ret as u32), args[1]),
+            sysno::MUNMAP => self.shadow.forget_pages(args[0], args[1]),
+            sysno::MMAP2 => self.shadow.forget_pages(u64::from(ret as u32), args[1]),
             sysno::MREMAP => {
-                self.forget(args[0], args[1]);
-                self.forget(u64::from(ret as u32), args[2]);
+                self.shadow.forget_pages(args[0], args[1]);
+                self.shadow.forget_pages(u64::from(ret as u32), args[2]);
             }
             _ => {}
-        }
-    }
-
-    /// Forgets the guest's stores to the pages in `[addr, addr + len)`, which
-    /// the kernel replaced (whole pages, mm/mmap.c).
-    fn forget(&mut self, addr: u64, len: u64) {
-        let end = addr.saturating_add(len).div_ceil(PAGE_SIZE) * PAGE_SIZE;
-        self.shadow.forget_range(addr & !(PAGE_SIZE - 1), end);
-    }
-
-    /// The words an instruction of `len` bytes at `pc` covers, with their
-    /// store identities (stored words only).
-    fn stored_words(shadow: &Shadow, pc: u64, len: u64) -> Vec<(&Page, usize, u64)> {
-        let first = pc & !3;
-        let last = pc.wrapping_add(len.max(1) - 1) & !3;
-        let mut out = Vec::with_capacity(2);
-        let mut a = first;
-        loop {
-            if let Some((page, w)) = shadow.page(a) {
-                let id = page.id(w);
-                if id != 0 {
-                    out.push((page, w, id));
-                }
-            }
-            if a == last {
-                return out;
-            }
-            a = a.wrapping_add(4);
         }
     }
 
@@ -481,7 +453,7 @@ impl Arm32Model {
         let shadow = Arc::clone(&self.shadow);
         let synced = self.thread(v).synced;
         let mut stale = None;
-        for (page, w, id) in Self::stored_words(&shadow, pc, len) {
+        for (page, w, id) in shadow.stored_words(pc, len) {
             self.count_code_store(page, w, id);
             match Self::flushed_at(page, w, id) {
                 Some(at) if at <= synced => page.maint_or_create()[w].set_coherent(id, v),
@@ -527,7 +499,7 @@ impl Arm32Model {
     /// execution callback. Its stores then count as code stores.
     pub fn coherent_for_every_vcpu(&mut self, pc: u64, len: u64) -> bool {
         let shadow = Arc::clone(&self.shadow);
-        let words = Self::stored_words(&shadow, pc, len);
+        let words = shadow.stored_words(pc, len);
         let oldest = self.threads.iter().map(|t| t.synced).min();
         let all = words.iter().all(|&(page, w, id)| {
             Self::flushed_at(page, w, id).is_some_and(|at| oldest.is_none_or(|o| at <= o))

@@ -511,11 +511,11 @@ impl Model {
         }
         if ok {
             match num {
-                sysno::MUNMAP => self.forget(args[0], args[1]),
-                sysno::MMAP => self.forget(ret as u64, args[1]),
+                sysno::MUNMAP => self.shadow.forget_pages(args[0], args[1]),
+                sysno::MMAP => self.shadow.forget_pages(ret as u64, args[1]),
                 sysno::MREMAP => {
-                    self.forget(args[0], args[1]);
-                    self.forget(ret as u64, args[2]);
+                    self.shadow.forget_pages(args[0], args[1]);
+                    self.shadow.forget_pages(ret as u64, args[2]);
                 }
                 _ => {}
             }
@@ -523,14 +523,6 @@ impl Model {
         if !sysno::VDSO.contains(&num) {
             self.sync(v, now);
         }
-    }
-
-    /// Forgets the guest's stores to the pages in `[addr, addr + len)`. The
-    /// kernel rounds the length of `mmap`, `munmap` and `mremap` up to whole
-    /// pages (mm/mmap.c), so a partial last page goes too.
-    fn forget(&mut self, addr: u64, len: u64) {
-        let end = addr.saturating_add(len).div_ceil(PAGE_SIZE) * PAGE_SIZE;
-        self.shadow.forget_range(addr & !(PAGE_SIZE - 1), end);
     }
 
     /// vCPU `v` executes the instruction `word` at `pc`. Returns a report if

@@ -67,7 +67,7 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use crate::model::{Class, ClassCounts, Counts, Missing, Violation, PAGE_SIZE};
+use crate::model::{Class, ClassCounts, Counts, Missing, Violation};
 use crate::shadow::{id_count, id_vcpu, Page, Shadow};
 
 /// ppc64 Linux system call numbers the model reacts to
@@ -461,21 +461,14 @@ impl PowerModel {
             return;
         }
         match num {
-            sysno::MUNMAP => self.forget(args[0], args[1]),
-            sysno::MMAP => self.forget(ret as u64, args[1]),
+            sysno::MUNMAP => self.shadow.forget_pages(args[0], args[1]),
+            sysno::MMAP => self.shadow.forget_pages(ret as u64, args[1]),
             sysno::MREMAP => {
-                self.forget(args[0], args[1]);
-                self.forget(ret as u64, args[2]);
+                self.shadow.forget_pages(args[0], args[1]);
+                self.shadow.forget_pages(ret as u64, args[2]);
             }
             _ => {}
         }
-    }
-
-    /// Forgets the guest's stores to the pages in `[addr, addr + len)`, which
-    /// the kernel replaced (whole pages, mm/mmap.c).
-    fn forget(&mut self, addr: u64, len: u64) {
-        let end = addr.saturating_add(len).div_ceil(PAGE_SIZE) * PAGE_SIZE;
-        self.shadow.forget_range(addr & !(PAGE_SIZE - 1), end);
     }
 
     fn count_code_store(&mut self, page: &Page, w: usize, id: u64) {

@@ -84,7 +84,7 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use crate::model::{Class, ClassCounts, Counts, Missing, Violation, PAGE_SIZE};
+use crate::model::{Class, ClassCounts, Counts, Missing, Violation};
 use crate::shadow::{id_count, id_vcpu, Page, Shadow};
 
 /// riscv64 Linux system call numbers the model reacts to (the generic
@@ -413,41 +413,13 @@ impl RiscvModel {
                     _ => {}
                 }
             }
-            sysno::MUNMAP => self.forget(args[0], args[1]),
-            sysno::MMAP => self.forget(ret as u64, args[1]),
+            sysno::MUNMAP => self.shadow.forget_pages(args[0], args[1]),
+            sysno::MMAP => self.shadow.forget_pages(ret as u64, args[1]),
             sysno::MREMAP => {
-                self.forget(args[0], args[1]);
-                self.forget(ret as u64, args[2]);
+                self.shadow.forget_pages(args[0], args[1]);
+                self.shadow.forget_pages(ret as u64, args[2]);
             }
             _ => {}
-        }
-    }
-
-    /// Forgets the guest's stores to the pages in `[addr, addr + len)`, which
-    /// the kernel replaced (whole pages, mm/mmap.c).
-    fn forget(&mut self, addr: u64, len: u64) {
-        let end = addr.saturating_add(len).div_ceil(PAGE_SIZE) * PAGE_SIZE;
-        self.shadow.forget_range(addr & !(PAGE_SIZE - 1), end);
-    }
-
-    /// The words an instruction of `len` bytes at `pc` covers, with their
-    /// store identities (stored words only).
-    fn stored_words(shadow: &Shadow, pc: u64, len: u64) -> Vec<(&Page, usize, u64)> {
-        let first = pc & !3;
-        let last = pc.wrapping_add(len.max(1) - 1) & !3;
-        let mut out = Vec::with_capacity(2);
-        let mut a = first;
-        loop {
-            if let Some((page, w)) = shadow.page(a) {
-                let id = page.id(w);
-                if id != 0 {
-                    out.push((page, w, id));
-                }
-            }
-            if a == last {
-                return out;
-            }
-            a = a.wrapping_add(4);
         }
     }
 
@@ -467,7 +439,7 @@ impl RiscvModel {
         let shadow = Arc::clone(&self.shadow);
         self.thread(v);
         let mut stale = None;
-        for (page, w, id) in Self::stored_words(&shadow, pc, len) {
+        for (page, w, id) in shadow.stored_words(pc, len) {
             self.count_code_store(page, w, id);
             if covers(&self.threads[v as usize].synced, id) {
                 page.maint_or_create()[w].set_coherent(id, v);
@@ -523,7 +495,7 @@ impl RiscvModel {
     /// Its stores then count as code stores.
     pub fn coherent_for_every_vcpu(&mut self, pc: u64, len: u64) -> bool {
         let shadow = Arc::clone(&self.shadow);
-        let words = Self::stored_words(&shadow, pc, len);
+        let words = shadow.stored_words(pc, len);
         if !words.iter().all(|&(_, _, id)| covers(&self.global, id)) {
             return false;
         }

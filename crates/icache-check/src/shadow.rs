@@ -387,6 +387,38 @@ impl Shadow {
         self.page(addr).is_some_and(|(p, _)| p.live.load(Acquire))
     }
 
+    /// Forgets the stores to every page that `[addr, addr + len)` touches:
+    /// what the kernel replaces on `munmap`, `mmap` and `mremap` (whole
+    /// pages, mm/mmap.c). Every architecture's model calls it on those
+    /// system calls.
+    pub fn forget_pages(&self, addr: u64, len: u64) {
+        let end = addr.saturating_add(len).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        self.forget_range(addr & !(PAGE_SIZE - 1), end);
+    }
+
+    /// The stored words that an instruction of `len` bytes at `pc` covers
+    /// (a 2-byte or unaligned instruction may touch one word or two), each
+    /// with its page, index and store identity; never-stored words are left
+    /// out.
+    pub fn stored_words(&self, pc: u64, len: u64) -> Vec<(&Page, usize, u64)> {
+        let first = pc & !3;
+        let last = pc.wrapping_add(len.max(1) - 1) & !3;
+        let mut out = Vec::with_capacity(2);
+        let mut a = first;
+        loop {
+            if let Some((page, w)) = self.page(a) {
+                let id = page.id(w);
+                if id != 0 {
+                    out.push((page, w, id));
+                }
+            }
+            if a == last {
+                return out;
+            }
+            a = a.wrapping_add(4);
+        }
+    }
+
     /// Forgets the stores to the pages in `[start, end)` (page-aligned).
     /// Walks only the populated part of the tree, so unmapping a huge
     /// reservation costs little.
@@ -436,6 +468,39 @@ pub fn id_count(id: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forgetting_part_of_a_page_forgets_the_whole_page_and_no_other() {
+        let s = Shadow::new();
+        for addr in [0x1ffc, 0x2000, 0x2ffc, 0x3000] {
+            s.store(0, addr, 4, 0x40);
+        }
+        s.forget_pages(0x2010, 0x10);
+        let id = |a| s.page(a).map_or(0, |(p, w)| p.id(w));
+        assert_ne!(id(0x1ffc), 0);
+        assert_eq!((id(0x2000), id(0x2ffc)), (0, 0));
+        assert_ne!(id(0x3000), 0);
+    }
+
+    #[test]
+    fn an_instruction_covers_each_stored_word_its_bytes_touch() {
+        let s = Shadow::new();
+        s.store(0, 0x1000, 4, 0x40);
+        s.store(0, 0x1004, 4, 0x44);
+        let words = |pc, len| -> Vec<u64> {
+            s.stored_words(pc, len)
+                .iter()
+                .map(|&(p, w, _)| p.pc(w))
+                .collect()
+        };
+        assert_eq!(words(0x1000, 4), [0x40]);
+        assert_eq!(words(0x1002, 4), [0x40, 0x44]);
+        assert_eq!(words(0x1006, 2), [0x44]);
+        assert!(
+            words(0x1008, 4).is_empty(),
+            "a never-stored word is left out"
+        );
+    }
 
     #[test]
     fn store_identities_are_unique_and_name_their_vcpu() {
