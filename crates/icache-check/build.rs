@@ -1,5 +1,6 @@
-//! Builds the QEMU plugin (this package's own library, as a `cdylib`) so that
-//! the runner can carry it inside its executable.
+//! Builds the QEMU plugins (this package's own library, as a `cdylib`, once
+//! per plugin API version: see `src/qemu_api.rs`) so that the runner can
+//! carry them inside its executable and pick one by QEMU's version.
 //!
 //! Why: `cargo install` installs binaries only, never a `cdylib`, so a runner
 //! that looked for `libicache_check.so` next to itself would be installed
@@ -7,8 +8,9 @@
 //! `cdylib` artifact (artifact dependencies are `-Z bindeps`, unstable), so
 //! this script runs a second cargo that builds the library into a target
 //! directory of its own under `OUT_DIR`, and hands the `.so`'s path to
-//! `src/main.rs` (`ICACHE_CHECK_PLUGIN`), which embeds it with
-//! `include_bytes!`.
+//! `src/main.rs` (`ICACHE_CHECK_PLUGIN_V1`, `ICACHE_CHECK_PLUGIN_V4`), which
+//! embeds it with `include_bytes!`. The API 1 plugin reads registers in a
+//! way only x86-64 hosts allow, so other hosts get the API 4 plugin alone.
 //!
 //! The nested cargo builds this very package, so it runs this script again;
 //! [`NESTED`] tells that run to do nothing. A separate target directory keeps
@@ -27,16 +29,25 @@ fn main() -> ExitCode {
     if env::var_os(NESTED).is_some() {
         return ExitCode::SUCCESS;
     }
-    match build_plugin() {
-        Ok(so) => {
-            println!("cargo:rustc-env=ICACHE_CHECK_PLUGIN={}", so.display());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("icache-check build script: {e}");
-            ExitCode::FAILURE
+    let x86_64 = env::var("CARGO_CFG_TARGET_ARCH").is_ok_and(|a| a == "x86_64");
+    let apis: &[(&str, &str)] = if x86_64 {
+        &[("V1", "qemu-api-v1"), ("V4", "qemu-api-v4")]
+    } else {
+        &[("V4", "qemu-api-v4")]
+    };
+    for &(name, feature) in apis {
+        match build_plugin(feature) {
+            Ok(so) => println!(
+                "cargo:rustc-env=ICACHE_CHECK_PLUGIN_{name}={}",
+                so.display()
+            ),
+            Err(e) => {
+                eprintln!("icache-check build script: {e}");
+                return ExitCode::FAILURE;
+            }
         }
     }
+    ExitCode::SUCCESS
 }
 
 /// Cargo sets these for every build script
@@ -45,9 +56,9 @@ fn var(name: &str) -> Result<String, String> {
     env::var(name).map_err(|e| format!("cargo did not set {name}: {e}"))
 }
 
-/// Builds the library as a `cdylib` for the same target and profile as the
-/// runner, and returns the `.so`'s path.
-fn build_plugin() -> Result<PathBuf, String> {
+/// Builds the library as a `cdylib` with the plugin API `feature`, for the
+/// same target and profile as the runner, and returns the `.so`'s path.
+fn build_plugin(feature: &str) -> Result<PathBuf, String> {
     let manifest_dir = PathBuf::from(var("CARGO_MANIFEST_DIR")?);
     let out_dir = PathBuf::from(var("OUT_DIR")?);
     let target = var("TARGET")?;
@@ -72,7 +83,7 @@ fn build_plugin() -> Result<PathBuf, String> {
         println!("cargo:rerun-if-changed={}", lock.display());
     }
 
-    let target_dir = out_dir.join("plugin");
+    let target_dir = out_dir.join(feature);
     let mut cmd = Command::new(&cargo);
     cmd.arg("build")
         .arg("--lib")
@@ -82,6 +93,9 @@ fn build_plugin() -> Result<PathBuf, String> {
         .arg(&target)
         .arg("--target-dir")
         .arg(&target_dir)
+        .arg("--no-default-features")
+        .arg("--features")
+        .arg(feature)
         .env(NESTED, "1")
         // `cargo clippy` reaches this script with clippy-driver as the
         // workspace wrapper; the plugin should be compiled, not linted again.

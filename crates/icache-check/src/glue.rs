@@ -62,6 +62,18 @@ pub(crate) fn self_check_verdict(insn: &str, checks: u64, mismatches: u64) {
     }
 }
 
+/// Prints the error for guest register reads the plugin API refused
+/// (`crate::qemu_api::Regs::read` gave `None`): the events they belonged to
+/// were not modelled, so the run cannot be trusted.
+pub(crate) fn unread_registers_verdict(unread: u64) {
+    if unread != 0 {
+        outs(&format!(
+            "icache-check: error: {unread} guest register read(s) failed; this QEMU build is \
+             not supported"
+        ));
+    }
+}
+
 /// Records in `shadow` the store a memory callback reports (`info` from
 /// QEMU, the guest address `vaddr`, the storing instruction's `pc`); loads
 /// are ignored.

@@ -76,3 +76,5 @@ mod plugin_arm32;
 mod plugin_power;
 #[cfg(not(test))]
 mod plugin_riscv;
+#[cfg(not(test))]
+mod qemu_api;

@@ -38,11 +38,14 @@ mod exit_status;
 mod plugin_args;
 #[allow(dead_code)]
 mod summary;
+// The runner's own: which plugin a QEMU loads.
+mod qemu_version;
 
 use arch::Arch;
 use config::Config;
 use exit_status::{EXIT_CHECKER_FAILED, EXIT_VIOLATIONS};
 use plugin_args::PluginArgs;
+use qemu_version::{parse_version, plugin_api, PluginApi};
 use summary::{Class, ClassCounts, Counts, PREFIX};
 
 use std::ffi::{OsStr, OsString};
@@ -334,9 +337,49 @@ fn parse_log(log: &str) -> Report {
     report
 }
 
-/// The plugin, built by `build.rs` for this runner's target and profile.
-/// Embedded because `cargo install` installs the runner but not a `cdylib`.
-static EMBEDDED_PLUGIN: &[u8] = include_bytes!(env!("ICACHE_CHECK_PLUGIN"));
+/// The plugins, built by `build.rs` for this runner's target and profile,
+/// one per plugin API version (`src/qemu_api.rs`). Embedded because
+/// `cargo install` installs the runner but not a `cdylib`. The API 1 plugin
+/// exists for x86-64 hosts only.
+#[cfg(target_arch = "x86_64")]
+static PLUGIN_API_V1: Option<&[u8]> = Some(include_bytes!(env!("ICACHE_CHECK_PLUGIN_V1")));
+#[cfg(not(target_arch = "x86_64"))]
+static PLUGIN_API_V1: Option<&[u8]> = None;
+static PLUGIN_API_V4: &[u8] = include_bytes!(env!("ICACHE_CHECK_PLUGIN_V4"));
+
+/// The QEMU to run for `spec`'s architecture: `ICACHE_CHECK_QEMU` (a
+/// binary), else `qemu-ARCH` in `ICACHE_CHECK_QEMU_DIR`, else `qemu-ARCH`
+/// on `PATH`.
+fn qemu_binary(spec: &ArchSpec, exact: Option<OsString>, dir: Option<OsString>) -> OsString {
+    match (exact, dir) {
+        (Some(q), _) => q,
+        (None, Some(d)) => Path::new(&d).join(spec.qemu).into_os_string(),
+        (None, None) => spec.qemu.into(),
+    }
+}
+
+/// The embedded plugin that `qemu` loads, chosen by its `--version`.
+fn plugin_for(qemu: &OsStr) -> Result<&'static [u8], String> {
+    let shown = qemu.to_string_lossy();
+    let out = Command::new(qemu).arg("--version").output().map_err(|e| {
+        format!(
+            "cannot run {shown}: {e} (install Debian's qemu-user, or point \
+             ICACHE_CHECK_QEMU_DIR at a QEMU 9.2 or later built with plugins)"
+        )
+    })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = parse_version(&text)
+        .ok_or_else(|| format!("`{shown} --version` printed no version: {text:?}"))?;
+    match plugin_api(version)? {
+        PluginApi::V4 => Ok(PLUGIN_API_V4),
+        PluginApi::V1 => PLUGIN_API_V1.ok_or_else(|| {
+            format!(
+                "{shown} is QEMU {version}, whose plugin API (version 1) icache-check \
+                 supports on x86-64 hosts only; use QEMU 9.2 or later (10.0.2 tested)"
+            )
+        }),
+    }
+}
 
 /// Writes the embedded plugin into an anonymous memory file and returns the
 /// file with the path QEMU can open it by, `/proc/self/fd/N`.
@@ -348,7 +391,7 @@ static EMBEDDED_PLUGIN: &[u8] = include_bytes!(env!("ICACHE_CHECK_PLUGIN"));
 /// and `/proc/self/fd/N` names it in QEMU too; QEMU 7.2's plugin loader
 /// (`g_module_open`, that is `dlopen`) accepts that path. The checked
 /// program inherits the descriptor as well, as it does QEMU's log file.
-fn embedded_plugin() -> std::io::Result<(File, PathBuf)> {
+fn embedded_plugin(plugin: &[u8]) -> std::io::Result<(File, PathBuf)> {
     let name = c"icache-check-plugin";
     // MFD_EXEC: with `vm.memfd_noexec = 1` (Linux 6.3+) a memory file is
     // otherwise created non-executable, and `dlopen` would fail. Kernels
@@ -366,7 +409,7 @@ fn embedded_plugin() -> std::io::Result<(File, PathBuf)> {
     // SAFETY: `fd` was just returned by memfd_create and is owned by nothing
     // else.
     let mut file = unsafe { File::from_raw_fd(fd) };
-    file.write_all(EMBEDDED_PLUGIN)?;
+    file.write_all(plugin)?;
     Ok((file, PathBuf::from(format!("/proc/self/fd/{fd}"))))
 }
 
@@ -401,24 +444,30 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(e) => return fail(&e),
     };
+    let qemu = qemu_binary(
+        &spec,
+        std::env::var_os("ICACHE_CHECK_QEMU"),
+        std::env::var_os("ICACHE_CHECK_QEMU_DIR"),
+    );
     // `_memfd` keeps the embedded plugin's memory file open until QEMU has
     // exited.
     let (plugin, _memfd) = match opts.plugin.clone() {
         Some(path) if path.is_file() => (path, None),
         Some(path) => return fail(&format!("plugin {} not found", path.display())),
-        None => match embedded_plugin() {
-            Ok((file, path)) => (path, Some(file)),
-            Err(e) => {
-                return fail(&format!(
+        None => match plugin_for(&qemu).and_then(|p| {
+            embedded_plugin(p).map_err(|e| {
+                format!(
                     "cannot write the built-in plugin to a memory file: {e} \
                      (build it with `cargo build -p icache-check --release` \
                      and pass --plugin target/release/libicache_check.so)"
-                ))
-            }
+                )
+            })
+        }) {
+            Ok((file, path)) => (path, Some(file)),
+            Err(e) => return fail(&e),
         },
     };
     let ld_prefix = std::env::var_os("QEMU_LD_PREFIX").unwrap_or_else(|| spec.ld_prefix.into());
-    let qemu = std::env::var_os("ICACHE_CHECK_QEMU").unwrap_or_else(|| spec.qemu.into());
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())

@@ -48,29 +48,29 @@
 //!
 //! # Reading the address operand of `dc` / `ic`
 //!
-//! API version 1 gives plugins no register access, and QEMU translates `dc
-//! cvau` and `ic ivau` as no-ops without a memory access. The callback
-//! therefore reads the guest register file itself:
+//! QEMU translates `dc cvau` and `ic ivau` as no-ops without a memory
+//! access, so the callback reads the operand register `Xt` itself
+//! ([`crate::qemu_api`]: through the plugin API on QEMU 9.2 and later, from
+//! QEMU 7.2's `CPUARMState` through TCG's env register with API 1, where
+//! `xregs[32]` follows `uint32_t regs[16]` (`target/arm/cpu.h`), so `Xn` is
+//! at byte offset `64 + 8 n`).
 //!
-//! * TCG keeps the pointer to the guest `CPUARMState` in a fixed host
-//!   register for the whole block (`TCG_AREG0`: `rbp` on x86-64, see
-//!   `tcg/i386/tcg-target.h`). The instruction callback is called directly from
-//!   the generated code, so a naked shim captures that register and passes it
-//!   on. In `CPUARMState`, `xregs[32]` follows `uint32_t regs[16]`
-//!   (`target/arm/cpu.h`), so `Xn` is at byte offset `64 + 8 n`.
-//! * The callback helper is declared `TCG_CALL_NO_RWG`, so a register written
-//!   earlier in the same block may live only in a host register. The
-//!   translation of `dc`/`ic` at EL0 calls `helper_access_check_cp_reg` first
-//!   (the `SCTLR_EL1.UCI` check), which is a full call and stores every guest
-//!   register back to `CPUARMState`. The plugin therefore reads `Xt` in the
-//!   callback of the *next* instruction of the block. When the `dc`/`ic` is the
-//!   last instruction of its block, no later write to `Xt` exists in that
-//!   block, so TCG already stored it at its last write, and the callback of the
-//!   `dc`/`ic` itself reads it.
-//! * Self-check: every `svc` callback reads `X8`, and the following syscall
-//!   callback compares it with the syscall number QEMU reports. Any mismatch
-//!   (or no check at all) is printed as an error and makes the runner fail, so
-//!   a QEMU build with a different layout cannot pass silently.
+//! With API 1 the value in `CPUARMState` may be stale: the callback helper
+//! is declared `TCG_CALL_NO_RWG`, so a register written earlier in the same
+//! block may live only in a host register. The translation of `dc`/`ic` at
+//! EL0 calls `helper_access_check_cp_reg` first (the `SCTLR_EL1.UCI`
+//! check), which is a full call and stores every guest register back. The
+//! plugin therefore reads `Xt` in the callback of the *next* instruction of
+//! the block. When the `dc`/`ic` is the last instruction of its block, no
+//! later write to `Xt` exists in that block, so TCG already stored it at its
+//! last write, and the callback of the `dc`/`ic` itself reads it. Both
+//! builds read at the same place: the `dc`/`ic` does not write `Xt`, so the
+//! value is the same, and one placement keeps one code path.
+//!
+//! Self-check: every `svc` callback reads `X8`, and the following syscall
+//! callback compares it with the syscall number QEMU reports. Any mismatch
+//! (or no check at all) is printed as an error and makes the runner fail, so
+//! a QEMU build with a different layout cannot pass silently.
 
 use std::collections::HashMap;
 use std::ffi::{c_uint, c_void};
@@ -83,29 +83,24 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use qemu_plugin::install::{Args, Info};
 use qemu_plugin::plugin::{HasCallbacks, Register};
 use qemu_plugin::sys::{
-    qemu_plugin_cb_flags, qemu_plugin_id_t, qemu_plugin_insn, qemu_plugin_insn_data,
-    qemu_plugin_insn_size, qemu_plugin_insn_vaddr, qemu_plugin_mem_is_store, qemu_plugin_mem_rw,
-    qemu_plugin_mem_size_shift, qemu_plugin_meminfo_t, qemu_plugin_register_atexit_cb,
-    qemu_plugin_register_vcpu_init_cb, qemu_plugin_register_vcpu_insn_exec_cb,
-    qemu_plugin_register_vcpu_mem_cb, qemu_plugin_register_vcpu_syscall_cb,
-    qemu_plugin_register_vcpu_syscall_ret_cb, qemu_plugin_register_vcpu_tb_trans_cb,
-    qemu_plugin_tb, qemu_plugin_tb_get_insn, qemu_plugin_tb_n_insns,
+    qemu_plugin_cb_flags, qemu_plugin_id_t, qemu_plugin_insn, qemu_plugin_insn_vaddr,
+    qemu_plugin_mem_is_store, qemu_plugin_mem_rw, qemu_plugin_mem_size_shift,
+    qemu_plugin_meminfo_t, qemu_plugin_register_atexit_cb, qemu_plugin_register_vcpu_init_cb,
+    qemu_plugin_register_vcpu_insn_exec_cb, qemu_plugin_register_vcpu_mem_cb,
+    qemu_plugin_register_vcpu_syscall_cb, qemu_plugin_register_vcpu_syscall_ret_cb,
+    qemu_plugin_register_vcpu_tb_trans_cb, qemu_plugin_tb, qemu_plugin_tb_get_insn,
+    qemu_plugin_tb_n_insns,
 };
 use qemu_plugin::{register, PluginId};
 
 use crate::aliases::Aliases;
 use crate::blocks::segment_starts;
 use crate::decode::{decode, is_sp_based_memory_access, never_stores, Insn};
-use crate::glue::{outs, self_check_verdict, Reports};
+use crate::glue::{outs, self_check_verdict, unread_registers_verdict, Reports};
 use crate::model::Model;
 use crate::plugin_args::PluginArgs;
+use crate::qemu_api::{exec_cb_with_regs, insn_bytes, GuestReg, Regs};
 use crate::shadow::{Page, Shadow, PAGE_SIZE};
-
-#[cfg(not(target_arch = "x86_64"))]
-compile_error!(
-    "the icache-check plugin reads guest registers through TCG's env register and \
-     supports only x86-64 hosts"
-);
 
 /// What the callback of one translated instruction has to do.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -157,6 +152,8 @@ struct Inner {
     svc_x8: Vec<Option<u64>>,
     x8_checks: u64,
     x8_mismatches: u64,
+    /// Register reads the plugin API refused (an error at exit).
+    unread: u64,
 }
 
 struct State {
@@ -176,16 +173,29 @@ fn lock() -> Option<MutexGuard<'static, Inner>> {
     Some(st.inner.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
-/// Reads guest register `Xn` (31 reads as zero, as `XZR` in `dc`/`ic`).
+/// The names of `X0`..`X30` in QEMU's GDB stub (`gdb-xml/aarch64-core.xml`).
+const X_NAMES: [&str; 31] = [
+    "x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11", "x12", "x13", "x14",
+    "x15", "x16", "x17", "x18", "x19", "x20", "x21", "x22", "x23", "x24", "x25", "x26", "x27",
+    "x28", "x29", "x30",
+];
+
+/// Reads guest register `Xn` (31 reads as zero, as `XZR` in `dc`/`ic`);
+/// `None` if the API could not read it.
 ///
 /// # Safety
-/// `env` must be the `CPUARMState` pointer captured by [`exec_shim`].
-unsafe fn xreg(env: *const u8, n: u8) -> u64 {
-    if n >= 31 {
-        return 0;
-    }
-    // SAFETY: xregs[n] lies inside CPUARMState (see the module docs).
-    unsafe { std::ptr::read_volatile(env.add(64 + 8 * n as usize) as *const u64) }
+/// As [`Regs::read`].
+unsafe fn xreg(regs: &Regs, n: u8) -> Option<u64> {
+    let Some(&name) = X_NAMES.get(n as usize) else {
+        return Some(0);
+    };
+    let reg = GuestReg {
+        name,
+        env_offset: 64 + 8 * n as usize,
+        size: 8,
+    };
+    // SAFETY: as the caller's.
+    unsafe { regs.read(reg) }
 }
 
 struct IcacheCheck;
@@ -231,6 +241,7 @@ impl Register for IcacheCheck {
             svc_x8: Vec::new(),
             x8_checks: 0,
             x8_mismatches: 0,
+            unread: 0,
         };
         let _ = STATE.set(State {
             inner: Mutex::new(inner),
@@ -254,6 +265,7 @@ impl Register for IcacheCheck {
 register!(IcacheCheck);
 
 unsafe extern "C" fn vcpu_init(_id: qemu_plugin_id_t, vcpu: c_uint) {
+    crate::qemu_api::vcpu_init();
     if let Some(mut g) = lock() {
         g.model.vcpu_start(vcpu);
     }
@@ -273,11 +285,9 @@ unsafe extern "C" fn tb_trans(_id: qemu_plugin_id_t, tb: *mut qemu_plugin_tb) {
         let (handle, pc, word) = unsafe {
             let handle = qemu_plugin_tb_get_insn(tb, i);
             let pc = qemu_plugin_insn_vaddr(handle);
-            let data = qemu_plugin_insn_data(handle) as *const u8;
-            let word = if qemu_plugin_insn_size(handle) == 4 {
-                u32::from_le_bytes(std::ptr::read_unaligned(data as *const [u8; 4]))
-            } else {
-                0
+            let word = match insn_bytes(handle) {
+                (4, bytes) => u32::from_le_bytes(bytes),
+                _ => 0,
             };
             (handle, pc, word)
         };
@@ -440,14 +450,9 @@ fn physical(va: u64) -> Option<u64> {
         .physical(va)
 }
 
-/// Entered straight from TCG-generated code with `rbp` = the guest
-/// `CPUARMState` (TCG_AREG0); passes it as a third argument to [`exec_cb`].
-#[unsafe(naked)]
-unsafe extern "C" fn exec_shim(_vcpu: c_uint, _desc: *mut c_void) {
-    core::arch::naked_asm!("mov rdx, rbp", "jmp {cb}", cb = sym exec_cb)
-}
+exec_cb_with_regs!(exec_shim => exec_cb);
 
-unsafe extern "C" fn exec_cb(vcpu: c_uint, desc: *mut c_void, env: *const u8) {
+unsafe extern "C" fn exec_cb(vcpu: c_uint, desc: *mut c_void, regs: Regs) {
     // SAFETY: `desc` is an interned, leaked `Desc` (see `tb_trans`).
     let d = unsafe { &*(desc as *const Desc) };
     // The hot path: an ordinary instruction in a stored-to page that is
@@ -462,9 +467,11 @@ unsafe extern "C" fn exec_cb(vcpu: c_uint, desc: *mut c_void, env: *const u8) {
     let Some(mut g) = lock() else { return };
     if let Some(prev) = d.prev {
         let rt = prev.address_register().unwrap_or(31);
-        // SAFETY: `env` was captured by `exec_shim`.
-        let addr = unsafe { xreg(env, rt) };
-        g.maintenance(vcpu, prev, addr);
+        // SAFETY: `regs` comes from `exec_shim`, registered with R_REGS.
+        match unsafe { xreg(&regs, rt) } {
+            Some(addr) => g.maintenance(vcpu, prev, addr),
+            None => g.unread += 1,
+        }
     }
     if d.check {
         g.execute(vcpu, d.pc, d.word);
@@ -473,13 +480,18 @@ unsafe extern "C" fn exec_cb(vcpu: c_uint, desc: *mut c_void, env: *const u8) {
         Insn::DcClean { rt, .. } | Insn::IcIvau { rt } => {
             if d.read_own_operand {
                 // SAFETY: as above.
-                let addr = unsafe { xreg(env, rt) };
-                g.maintenance(vcpu, d.insn, addr);
+                match unsafe { xreg(&regs, rt) } {
+                    Some(addr) => g.maintenance(vcpu, d.insn, addr),
+                    None => g.unread += 1,
+                }
             }
         }
         Insn::Svc => {
             // SAFETY: as above.
-            let x8 = unsafe { xreg(env, 8) };
+            let Some(x8) = (unsafe { xreg(&regs, 8) }) else {
+                g.unread += 1;
+                return;
+            };
             let i = vcpu as usize;
             if g.svc_x8.len() <= i {
                 g.svc_x8.resize(i + 1, None);
@@ -589,6 +601,7 @@ unsafe extern "C" fn syscall_ret(_id: qemu_plugin_id_t, vcpu: c_uint, num: i64, 
 unsafe extern "C" fn at_exit(_id: qemu_plugin_id_t, _data: *mut c_void) {
     let Some(g) = lock() else { return };
     self_check_verdict("svc", g.x8_checks, g.x8_mismatches);
+    unread_registers_verdict(g.unread);
     if let Some(st) = STATE.get() {
         if st.aliases.read().is_ok_and(|a| a.collision) {
             outs(&format!(

@@ -24,13 +24,13 @@
 //! there, `cacheflush` as a no-op; upstream 7.2 leaves `r0` unchanged, and
 //! Debian's 7.2+dfsg-7+deb12u18 returns 0, also for flags the kernel
 //! refuses) before `do_syscall`, so no syscall callback sees it. The `svc`'s own execution
-//! callback therefore reads `r7` and `r0`..`r2` from the guest register
-//! file. As on AArch64 (see `plugin.rs`), TCG keeps the pointer to the guest
-//! `CPUARMState` in `TCG_AREG0` (`rbp` on x86-64), which a naked shim
-//! passes on; `CPUARMState` begins with `uint32_t regs[16]`
-//! (target/arm/cpu.h), so `rN` is at byte offset `4 N`. The `svc` callback
-//! is registered with `QEMU_PLUGIN_CB_R_REGS`, which makes TCG store the
-//! guest registers to `CPUARMState` before the call.
+//! callback therefore reads `r7` and `r0`..`r2` ([`crate::qemu_api`]:
+//! through the plugin API on QEMU 9.2 and later; with API 1 from QEMU 7.2's
+//! `CPUARMState`, which begins with `uint32_t regs[16]` (target/arm/cpu.h),
+//! so `rN` is at byte offset `4 N`). QEMU 10.0 still answers `cacheflush`
+//! in `cpu_loop`. The `svc` callback is registered with
+//! `QEMU_PLUGIN_CB_R_REGS`, which makes TCG store the guest registers to
+//! `CPUARMState` before the call.
 //!
 //! Self-check: for every `svc` that QEMU passes to `do_syscall`, the
 //! syscall callback compares the number and the first three arguments it
@@ -44,9 +44,8 @@ use std::ffi::{c_uint, c_void};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use qemu_plugin::sys::{
-    qemu_plugin_cb_flags, qemu_plugin_id_t, qemu_plugin_insn_data, qemu_plugin_insn_size,
-    qemu_plugin_insn_vaddr, qemu_plugin_mem_rw, qemu_plugin_meminfo_t,
-    qemu_plugin_register_atexit_cb, qemu_plugin_register_vcpu_init_cb,
+    qemu_plugin_cb_flags, qemu_plugin_id_t, qemu_plugin_insn_vaddr, qemu_plugin_mem_rw,
+    qemu_plugin_meminfo_t, qemu_plugin_register_atexit_cb, qemu_plugin_register_vcpu_init_cb,
     qemu_plugin_register_vcpu_insn_exec_cb, qemu_plugin_register_vcpu_mem_cb,
     qemu_plugin_register_vcpu_syscall_cb, qemu_plugin_register_vcpu_syscall_ret_cb,
     qemu_plugin_register_vcpu_tb_trans_cb, qemu_plugin_tb, qemu_plugin_tb_get_insn,
@@ -54,7 +53,8 @@ use qemu_plugin::sys::{
 };
 
 use crate::arm32::{block_is_thumb, decode, skips_store_callback, sysno, Arm32Model, ArmInsn};
-use crate::glue::{outs, record_store, self_check_verdict, Reports};
+use crate::glue::{outs, record_store, self_check_verdict, unread_registers_verdict, Reports};
+use crate::qemu_api::{exec_cb_with_regs, insn_bytes, GuestReg, Regs};
 use crate::shadow::Shadow;
 
 /// What the callback of one translated instruction has to do.
@@ -75,6 +75,8 @@ struct Inner {
     svc_regs: Vec<Option<[u32; 4]>>,
     checks: u64,
     mismatches: u64,
+    /// Register reads the plugin API refused (an error at exit).
+    unread: u64,
 }
 
 struct State {
@@ -89,16 +91,25 @@ fn lock() -> Option<MutexGuard<'static, Inner>> {
     Some(st.inner.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
-/// Reads guest register `rN`.
+/// The names of `r0`..`r15` in QEMU's GDB stub (`gdb-xml/arm-core.xml`).
+const R_NAMES: [&str; 16] = [
+    "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "sp", "lr",
+    "pc",
+];
+
+/// Reads guest register `rN`; `None` if the API could not read it.
 ///
 /// # Safety
-/// `env` must be the `CPUARMState` pointer captured by [`exec_shim`].
-unsafe fn reg(env: *const u8, n: usize) -> u32 {
-    if n >= 16 {
-        return 0;
-    }
-    // SAFETY: regs[n] lies inside CPUARMState (see the module docs).
-    unsafe { std::ptr::read_volatile(env.add(4 * n) as *const u32) }
+/// As [`Regs::read`].
+unsafe fn reg(regs: &Regs, n: usize) -> Option<u32> {
+    let reg = GuestReg {
+        name: R_NAMES.get(n)?,
+        // QEMU 7.2's CPUARMState begins with `uint32_t regs[16]`.
+        env_offset: 4 * n,
+        size: 4,
+    };
+    // SAFETY: as the caller's.
+    unsafe { regs.read(reg) }.map(|v| v as u32)
 }
 
 /// Sets up the 32-bit Arm model and registers its callbacks.
@@ -112,6 +123,7 @@ pub(crate) fn install(id: qemu_plugin::PluginId) {
         svc_regs: Vec::new(),
         checks: 0,
         mismatches: 0,
+        unread: 0,
     };
     let _ = STATE.set(State {
         inner: Mutex::new(inner),
@@ -129,6 +141,7 @@ pub(crate) fn install(id: qemu_plugin::PluginId) {
 }
 
 unsafe extern "C" fn vcpu_init(_id: qemu_plugin_id_t, vcpu: c_uint) {
+    crate::qemu_api::vcpu_init();
     if let Some(mut g) = lock() {
         g.model.vcpu_start(vcpu);
     }
@@ -147,10 +160,7 @@ unsafe extern "C" fn tb_trans(_id: qemu_plugin_id_t, tb: *mut qemu_plugin_tb) {
         let insn = unsafe {
             let handle = qemu_plugin_tb_get_insn(tb, i);
             let pc = qemu_plugin_insn_vaddr(handle);
-            let len = qemu_plugin_insn_size(handle) as u64;
-            let data = qemu_plugin_insn_data(handle) as *const u8;
-            let mut bytes = [0u8; 4];
-            std::ptr::copy_nonoverlapping(data, bytes.as_mut_ptr(), len.min(4) as usize);
+            let (len, bytes) = insn_bytes(handle);
             (handle, pc, len, u32::from_le_bytes(bytes))
         };
         block.push(insn);
@@ -216,14 +226,9 @@ unsafe extern "C" fn mem_cb(
     }
 }
 
-/// Entered straight from TCG-generated code with `rbp` = the guest
-/// `CPUARMState` (TCG_AREG0); passes it as a third argument to [`exec_cb`].
-#[unsafe(naked)]
-unsafe extern "C" fn exec_shim(_vcpu: c_uint, _desc: *mut c_void) {
-    core::arch::naked_asm!("mov rdx, rbp", "jmp {cb}", cb = sym exec_cb)
-}
+exec_cb_with_regs!(exec_shim => exec_cb);
 
-unsafe extern "C" fn exec_cb(vcpu: c_uint, desc: *mut c_void, env: *const u8) {
+unsafe extern "C" fn exec_cb(vcpu: c_uint, desc: *mut c_void, regs: Regs) {
     // SAFETY: `desc` is an interned, leaked `Desc` (see `tb_trans`).
     let d = unsafe { &*(desc as *const Desc) };
     // The hot path: an instruction already found coherent for this vCPU
@@ -243,8 +248,13 @@ unsafe extern "C" fn exec_cb(vcpu: c_uint, desc: *mut c_void, env: *const u8) {
     match d.insn {
         ArmInsn::Isb => g.model.isb(vcpu),
         ArmInsn::Svc => {
-            // SAFETY: `env` was captured by `exec_shim`.
-            let regs = unsafe { [reg(env, 7), reg(env, 0), reg(env, 1), reg(env, 2)] };
+            // SAFETY: `regs` comes from `exec_shim`, registered with R_REGS.
+            let read = unsafe { [reg(&regs, 7), reg(&regs, 0), reg(&regs, 1), reg(&regs, 2)] };
+            let [Some(r7), Some(r0), Some(r1), Some(r2)] = read else {
+                g.unread += 1;
+                return;
+            };
+            let regs = [r7, r0, r1, r2];
             g.model.svc(vcpu, regs[0], [regs[1], regs[2], regs[3]]);
             let i = vcpu as usize;
             if g.svc_regs.len() <= i {
@@ -302,6 +312,7 @@ unsafe extern "C" fn syscall_ret(_id: qemu_plugin_id_t, vcpu: c_uint, num: i64, 
 unsafe extern "C" fn at_exit(_id: qemu_plugin_id_t, _data: *mut c_void) {
     let Some(g) = lock() else { return };
     self_check_verdict("svc", g.checks, g.mismatches);
+    unread_registers_verdict(g.unread);
     outs(&g.model.counts().to_string());
     outs(&g.model.class_counts().to_string());
 }

@@ -36,17 +36,17 @@ use std::ffi::{c_uint, c_void};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use qemu_plugin::sys::{
-    qemu_plugin_cb_flags, qemu_plugin_id_t, qemu_plugin_insn_data, qemu_plugin_insn_size,
-    qemu_plugin_insn_vaddr, qemu_plugin_mem_is_store, qemu_plugin_mem_rw, qemu_plugin_meminfo_t,
-    qemu_plugin_register_atexit_cb, qemu_plugin_register_vcpu_init_cb,
-    qemu_plugin_register_vcpu_insn_exec_cb, qemu_plugin_register_vcpu_mem_cb,
-    qemu_plugin_register_vcpu_syscall_cb, qemu_plugin_register_vcpu_syscall_ret_cb,
-    qemu_plugin_register_vcpu_tb_trans_cb, qemu_plugin_tb, qemu_plugin_tb_get_insn,
-    qemu_plugin_tb_n_insns,
+    qemu_plugin_cb_flags, qemu_plugin_id_t, qemu_plugin_insn_vaddr, qemu_plugin_mem_is_store,
+    qemu_plugin_mem_rw, qemu_plugin_meminfo_t, qemu_plugin_register_atexit_cb,
+    qemu_plugin_register_vcpu_init_cb, qemu_plugin_register_vcpu_insn_exec_cb,
+    qemu_plugin_register_vcpu_mem_cb, qemu_plugin_register_vcpu_syscall_cb,
+    qemu_plugin_register_vcpu_syscall_ret_cb, qemu_plugin_register_vcpu_tb_trans_cb,
+    qemu_plugin_tb, qemu_plugin_tb_get_insn, qemu_plugin_tb_n_insns,
 };
 
 use crate::glue::{outs, record_store, Reports};
 use crate::power::{decode, is_sp_based_store, may_store, Geometry, PowerModel, PpcInsn};
+use crate::qemu_api::insn_bytes;
 use crate::shadow::Shadow;
 
 /// Userdata of the memory callback of a `dcbst` / `icbi`.
@@ -120,6 +120,7 @@ pub(crate) fn install(id: qemu_plugin::PluginId, geometry: Geometry) {
 }
 
 unsafe extern "C" fn vcpu_init(_id: qemu_plugin_id_t, vcpu: c_uint) {
+    crate::qemu_api::vcpu_init();
     if let Some(mut g) = lock() {
         g.model.vcpu_start(vcpu);
     }
@@ -137,10 +138,7 @@ unsafe extern "C" fn tb_trans(_id: qemu_plugin_id_t, tb: *mut qemu_plugin_tb) {
         let (handle, pc, len, word) = unsafe {
             let handle = qemu_plugin_tb_get_insn(tb, i);
             let pc = qemu_plugin_insn_vaddr(handle);
-            let len = qemu_plugin_insn_size(handle) as u64;
-            let data = qemu_plugin_insn_data(handle) as *const u8;
-            let mut bytes = [0u8; 4];
-            std::ptr::copy_nonoverlapping(data, bytes.as_mut_ptr(), len.min(4) as usize);
+            let (len, bytes) = insn_bytes(handle);
             (handle, pc, len, u32::from_le_bytes(bytes))
         };
         let insn = decode(word);

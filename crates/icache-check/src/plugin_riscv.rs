@@ -17,12 +17,13 @@
 //!
 //! QEMU 7.2 answers syscall 259 in `cpu_loop` (linux-user/riscv/cpu_loop.c:
 //! "riscv_flush_icache_syscall is a no-op in QEMU") before `do_syscall`, so
-//! no syscall callback sees it. The `ecall`'s own execution callback
-//! therefore reads `a7` (x17) and `a0`..`a2` (x10..x12) from the guest
-//! register file. As on AArch64 (see `plugin.rs`), TCG keeps the pointer to
-//! the guest `CPURISCVState` in `TCG_AREG0` (`rbp` on x86-64), which a naked
-//! shim passes on; QEMU 7.2's `CPURISCVState` begins with
-//! `target_ulong gpr[32]`, so `xN` is at byte offset `8 N`.
+//! no syscall callback sees it (QEMU 10.0 still does). The `ecall`'s own
+//! execution callback therefore reads `a7` (x17) and `a0`..`a2` (x10..x12)
+//! ([`crate::qemu_api`]: through the plugin API on QEMU 9.2 and later; with
+//! API 1 from QEMU 7.2's `CPURISCVState`, which begins with
+//! `target_ulong gpr[32]`, so `xN` is at byte offset `8 N`). The callback is
+//! registered with `QEMU_PLUGIN_CB_R_REGS` so that TCG stores the guest
+//! registers before the call.
 //!
 //! Self-check: for every `ecall` that QEMU does pass to `do_syscall`, the
 //! syscall callback compares the number and the first three arguments it
@@ -36,16 +37,16 @@ use std::ffi::{c_uint, c_void};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use qemu_plugin::sys::{
-    qemu_plugin_cb_flags, qemu_plugin_id_t, qemu_plugin_insn_data, qemu_plugin_insn_size,
-    qemu_plugin_insn_vaddr, qemu_plugin_mem_rw, qemu_plugin_meminfo_t,
-    qemu_plugin_register_atexit_cb, qemu_plugin_register_vcpu_init_cb,
+    qemu_plugin_cb_flags, qemu_plugin_id_t, qemu_plugin_insn_vaddr, qemu_plugin_mem_rw,
+    qemu_plugin_meminfo_t, qemu_plugin_register_atexit_cb, qemu_plugin_register_vcpu_init_cb,
     qemu_plugin_register_vcpu_insn_exec_cb, qemu_plugin_register_vcpu_mem_cb,
     qemu_plugin_register_vcpu_syscall_cb, qemu_plugin_register_vcpu_syscall_ret_cb,
     qemu_plugin_register_vcpu_tb_trans_cb, qemu_plugin_tb, qemu_plugin_tb_get_insn,
     qemu_plugin_tb_n_insns,
 };
 
-use crate::glue::{outs, record_store, self_check_verdict, Reports};
+use crate::glue::{outs, record_store, self_check_verdict, unread_registers_verdict, Reports};
+use crate::qemu_api::{exec_cb_with_regs, insn_bytes, GuestReg, Regs};
 use crate::riscv::{decode, is_sp_based_store, may_store, sysno, RiscvModel, RvInsn};
 use crate::shadow::Shadow;
 
@@ -71,6 +72,8 @@ struct Inner {
     ecall_regs: Vec<Option<[u64; 4]>>,
     checks: u64,
     mismatches: u64,
+    /// Register reads the plugin API refused (an error at exit).
+    unread: u64,
 }
 
 struct State {
@@ -85,16 +88,24 @@ fn lock() -> Option<MutexGuard<'static, Inner>> {
     Some(st.inner.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
-/// Reads guest register `xN`.
+/// The names of the argument registers `a0`..`a7` (`x10`..`x17`) in QEMU's
+/// GDB stub (`gdb-xml/riscv-64bit-cpu.xml`), indexed from `a0`.
+const A_NAMES: [&str; 8] = ["a0", "a1", "a2", "a3", "a4", "a5", "a6", "a7"];
+
+/// Reads guest register `xN`, one of `a0`..`a7`; `None` if the API could
+/// not read it.
 ///
 /// # Safety
-/// `env` must be the `CPURISCVState` pointer captured by [`exec_shim`].
-unsafe fn xreg(env: *const u8, n: usize) -> u64 {
-    if n == 0 || n >= 32 {
-        return 0;
-    }
-    // SAFETY: gpr[n] lies inside CPURISCVState (see the module docs).
-    unsafe { std::ptr::read_volatile(env.add(8 * n) as *const u64) }
+/// As [`Regs::read`].
+unsafe fn xreg(regs: &Regs, n: usize) -> Option<u64> {
+    let reg = GuestReg {
+        name: A_NAMES.get(n.checked_sub(A0)?)?,
+        // QEMU 7.2's CPURISCVState begins with `target_ulong gpr[32]`.
+        env_offset: 8 * n,
+        size: 8,
+    };
+    // SAFETY: as the caller's.
+    unsafe { regs.read(reg) }
 }
 
 /// Sets up the RISC-V model and registers its callbacks. `one_hart`: the
@@ -109,6 +120,7 @@ pub(crate) fn install(id: qemu_plugin::PluginId, one_hart: bool) {
         ecall_regs: Vec::new(),
         checks: 0,
         mismatches: 0,
+        unread: 0,
     };
     let _ = STATE.set(State {
         inner: Mutex::new(inner),
@@ -126,6 +138,7 @@ pub(crate) fn install(id: qemu_plugin::PluginId, one_hart: bool) {
 }
 
 unsafe extern "C" fn vcpu_init(_id: qemu_plugin_id_t, vcpu: c_uint) {
+    crate::qemu_api::vcpu_init();
     if let Some(mut g) = lock() {
         g.model.vcpu_start(vcpu);
     }
@@ -143,10 +156,7 @@ unsafe extern "C" fn tb_trans(_id: qemu_plugin_id_t, tb: *mut qemu_plugin_tb) {
         let (handle, pc, len, bits) = unsafe {
             let handle = qemu_plugin_tb_get_insn(tb, i);
             let pc = qemu_plugin_insn_vaddr(handle);
-            let len = qemu_plugin_insn_size(handle) as u64;
-            let data = qemu_plugin_insn_data(handle) as *const u8;
-            let mut bytes = [0u8; 4];
-            std::ptr::copy_nonoverlapping(data, bytes.as_mut_ptr(), len.min(4) as usize);
+            let (len, bytes) = insn_bytes(handle);
             (handle, pc, len, u32::from_le_bytes(bytes))
         };
         if may_store(bits, len) && !is_sp_based_store(bits, len) {
@@ -178,12 +188,18 @@ unsafe extern "C" fn tb_trans(_id: qemu_plugin_id_t, tb: *mut qemu_plugin_tb) {
             .descs
             .entry(desc)
             .or_insert_with(|| Box::leak(Box::new(desc)));
+        // The `ecall` reads guest registers: TCG must store them first.
+        let flags = if insn == RvInsn::Ecall {
+            qemu_plugin_cb_flags::QEMU_PLUGIN_CB_R_REGS
+        } else {
+            qemu_plugin_cb_flags::QEMU_PLUGIN_CB_NO_REGS
+        };
         // SAFETY: the descriptor is never freed, so the pointer stays valid.
         unsafe {
             qemu_plugin_register_vcpu_insn_exec_cb(
                 handle,
                 Some(exec_shim),
-                qemu_plugin_cb_flags::QEMU_PLUGIN_CB_NO_REGS,
+                flags,
                 interned as *const Desc as *mut c_void,
             );
         }
@@ -202,14 +218,9 @@ unsafe extern "C" fn mem_cb(
     }
 }
 
-/// Entered straight from TCG-generated code with `rbp` = the guest
-/// `CPURISCVState` (TCG_AREG0); passes it as a third argument to [`exec_cb`].
-#[unsafe(naked)]
-unsafe extern "C" fn exec_shim(_vcpu: c_uint, _desc: *mut c_void) {
-    core::arch::naked_asm!("mov rdx, rbp", "jmp {cb}", cb = sym exec_cb)
-}
+exec_cb_with_regs!(exec_shim => exec_cb);
 
-unsafe extern "C" fn exec_cb(vcpu: c_uint, desc: *mut c_void, env: *const u8) {
+unsafe extern "C" fn exec_cb(vcpu: c_uint, desc: *mut c_void, regs: Regs) {
     // SAFETY: `desc` is an interned, leaked `Desc` (see `tb_trans`).
     let d = unsafe { &*(desc as *const Desc) };
     // The hot path: an instruction already found coherent for this vCPU
@@ -229,15 +240,20 @@ unsafe extern "C" fn exec_cb(vcpu: c_uint, desc: *mut c_void, env: *const u8) {
     match d.insn {
         RvInsn::FenceI => g.model.fence_i(vcpu),
         RvInsn::Ecall => {
-            // SAFETY: `env` was captured by `exec_shim`.
-            let regs = unsafe {
+            // SAFETY: `regs` comes from `exec_shim`, registered with R_REGS.
+            let read = unsafe {
                 [
-                    xreg(env, A7),
-                    xreg(env, A0),
-                    xreg(env, A0 + 1),
-                    xreg(env, A0 + 2),
+                    xreg(&regs, A7),
+                    xreg(&regs, A0),
+                    xreg(&regs, A0 + 1),
+                    xreg(&regs, A0 + 2),
                 ]
             };
+            let [Some(a7), Some(a0), Some(a1), Some(a2)] = read else {
+                g.unread += 1;
+                return;
+            };
+            let regs = [a7, a0, a1, a2];
             g.model.ecall(vcpu, regs[0], [regs[1], regs[2], regs[3]]);
             let i = vcpu as usize;
             if g.ecall_regs.len() <= i {
@@ -295,6 +311,7 @@ unsafe extern "C" fn syscall_ret(_id: qemu_plugin_id_t, vcpu: c_uint, num: i64, 
 unsafe extern "C" fn at_exit(_id: qemu_plugin_id_t, _data: *mut c_void) {
     let Some(g) = lock() else { return };
     self_check_verdict("ecall", g.checks, g.mismatches);
+    unread_registers_verdict(g.unread);
     outs(&g.model.counts().to_string());
     outs(&g.model.class_counts().to_string());
 }

@@ -46,17 +46,6 @@ enum Verdict {
 }
 use Verdict::*;
 
-fn plugin() -> PathBuf {
-    let dir = Path::new(RUNNER).parent().expect("runner directory");
-    [
-        dir.join("deps/libicache_check.so"),
-        dir.join("libicache_check.so"),
-    ]
-    .into_iter()
-    .find(|p| p.is_file())
-    .unwrap_or_else(|| panic!("no libicache_check.so in {}", dir.display()))
-}
-
 /// Builds `fixtures/litmus.c` once for all tests.
 fn program() -> &'static Path {
     static PROGRAM: OnceLock<PathBuf> = OnceLock::new();
@@ -107,8 +96,6 @@ fn run(name: &str, flags: &[&str], patch: Patch) -> Outcome {
     let out = Command::new(RUNNER)
         .args(["--cpu", "cortex-a72"])
         .args(flags)
-        .arg("--plugin")
-        .arg(plugin())
         .arg("--")
         .arg(program())
         .arg(name)
@@ -291,8 +278,7 @@ fn every_single_thread_subset_of_the_sequence_gets_its_verdict() {
     // above). Only the whole sequence is forbidden.
     for mask in 0..32u32 {
         let out = Command::new(RUNNER)
-            .args(["--cpu", "cortex-a72", "--plugin"])
-            .arg(plugin())
+            .args(["--cpu", "cortex-a72"])
             .arg("--")
             .arg(program())
             .args(["SM.B+subset", &mask.to_string()])
@@ -603,8 +589,7 @@ fn mp_inst_with_isb_forbidden_reports_only_the_allowed_patch_site_race() {
 fn fail_on_patch_site_makes_a_patch_site_race_fail() {
     // The runner's --fail-on chooses the classes that fail the run.
     let out = Command::new(RUNNER)
-        .args(["--cpu", "cortex-a72", "--fail-on", "patch-site", "--plugin"])
-        .arg(plugin())
+        .args(["--cpu", "cortex-a72", "--fail-on", "patch-site"])
         .arg("--")
         .arg(program())
         .arg("MP.RF+dmb.st+ctrlisb")
@@ -616,14 +601,7 @@ fn fail_on_patch_site_makes_a_patch_site_race_fail() {
 #[test]
 fn fail_on_maintenance_ignores_a_missing_context_synchronization() {
     let out = Command::new(RUNNER)
-        .args([
-            "--cpu",
-            "cortex-a72",
-            "--fail-on",
-            "maintenance",
-            "--plugin",
-        ])
-        .arg(plugin())
+        .args(["--cpu", "cortex-a72", "--fail-on", "maintenance"])
         .arg("--")
         .arg(program())
         .args(["MP.RF+dc-dsb-ic-dsb+addr", "mov"])

@@ -6,6 +6,11 @@
 //! Needs `aarch64-linux-gnu-gcc` (Debian: gcc-aarch64-linux-gnu,
 //! libc6-dev-arm64-cross) and `qemu-aarch64` (Debian: qemu-user). Missing tools
 //! fail the test with a message; they never make it pass.
+//!
+//! Every fixture test (this file, `fixtures_*.rs`, `conformance.rs`) runs
+//! the runner with the plugin built into it, which the runner picks by the
+//! QEMU's version: the QEMU on `PATH`, or the one `ICACHE_CHECK_QEMU_DIR`
+//! names (`cargo xtask ci` runs them on QEMU 7.2 and on QEMU 10.0.2).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,22 +40,6 @@ fn require(tool: &str, package: &str) {
     );
 }
 
-/// The plugin built for this test run. Cargo builds the library (with its
-/// `cdylib` type) into `deps/` before integration tests, but copies it next to
-/// the runner only on `cargo build`, where it may be stale; prefer `deps/`.
-fn plugin() -> PathBuf {
-    let dir = Path::new(RUNNER).parent().expect("runner directory");
-    let candidates = [
-        dir.join("deps/libicache_check.so"),
-        dir.join("libicache_check.so"),
-    ];
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .unwrap_or_else(|| panic!("no libicache_check.so in {}", dir.display()))
-}
-
 fn build(bug: u32) -> PathBuf {
     require(
         "aarch64-linux-gnu-gcc",
@@ -73,8 +62,7 @@ fn run(bug: u32, cpu: &str) -> (i32, Vec<(u32, String)>) {
     require("qemu-aarch64", "qemu-user");
     let program = build(bug);
     let out = Command::new(RUNNER)
-        .args(["--cpu", cpu, "--plugin"])
-        .arg(plugin())
+        .args(["--cpu", cpu])
         .arg("--")
         .arg(&program)
         .output()
@@ -205,8 +193,7 @@ fn instructions_after_a_faulting_load_in_the_same_block_are_not_counted() {
     let program = build_fixture("fault");
     for cpu in ["cortex-a72", "a64fx"] {
         let out = Command::new(RUNNER)
-            .args(["--cpu", cpu, "--plugin"])
-            .arg(plugin())
+            .args(["--cpu", cpu])
             .arg("--")
             .arg(&program)
             .output()
@@ -233,8 +220,7 @@ fn code_copied_with_memcpy_and_no_maintenance_is_reported_on_every_cpu_model() {
     assert!(models.len() >= 8, "{models:?}");
     for cpu in models {
         let out = Command::new(RUNNER)
-            .args(["--cpu", &cpu, "--plugin"])
-            .arg(plugin())
+            .args(["--cpu", &cpu])
             .arg("--")
             .arg(&program)
             .output()
@@ -283,8 +269,7 @@ fn run_dual(bug: u32, cpu: &str) -> (i32, Vec<String>) {
         .expect("run aarch64-linux-gnu-gcc");
     assert!(status.success(), "building dual.c variant {bug} failed");
     let out = Command::new(RUNNER)
-        .args(["--cpu", cpu, "--plugin"])
-        .arg(plugin())
+        .args(["--cpu", cpu])
         .arg("--")
         .arg(&program)
         .output()

@@ -29,18 +29,6 @@ fn require(tool: &str, package: &str) {
     );
 }
 
-/// The plugin built for this test run (see `tests/fixtures.rs`).
-fn plugin() -> PathBuf {
-    let dir = Path::new(RUNNER).parent().expect("runner directory");
-    [
-        dir.join("deps/libicache_check.so"),
-        dir.join("libicache_check.so"),
-    ]
-    .into_iter()
-    .find(|p| p.is_file())
-    .unwrap_or_else(|| panic!("no libicache_check.so in {}", dir.display()))
-}
-
 /// Variants already built by this test binary. Tests run in parallel and
 /// some share a variant: building it once, under the lock, keeps one test
 /// from running a file another is still writing.
@@ -76,8 +64,6 @@ fn run(bug: u32, options: &[&str]) -> (i32, Vec<(u32, String)>) {
     let program = build(bug);
     let out = Command::new(RUNNER)
         .args(options)
-        .arg("--plugin")
-        .arg(plugin())
         .arg("--")
         .arg(&program)
         .output()
