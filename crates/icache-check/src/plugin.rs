@@ -1,5 +1,6 @@
-//! QEMU glue: turns TCG plugin callbacks (plugin API version 1, as offered by
-//! Debian's qemu-user 7.2) into events for [`Model`].
+//! QEMU glue: turns TCG plugin callbacks (plugin API version 1 for
+//! QEMU 7.2, version 4 for QEMU 9.2 and later: see [`crate::qemu_api`]) into
+//! events for [`Model`].
 //!
 //! # What is instrumented, and why deciding it at translation time is sound
 //!
@@ -250,7 +251,7 @@ impl Register for IcacheCheck {
             any_alias: AtomicBool::new(false),
         });
         // SAFETY: plain registrations of `extern "C"` callbacks with the
-        // signatures the API version 1 header declares.
+        // signatures the API headers (versions 1 and 4) declare.
         unsafe {
             qemu_plugin_register_vcpu_init_cb(id, Some(vcpu_init));
             qemu_plugin_register_vcpu_tb_trans_cb(id, Some(tb_trans));

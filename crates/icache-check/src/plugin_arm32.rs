@@ -1,5 +1,5 @@
 //! QEMU glue for 32-bit Arm guests (`arch=arm`): turns TCG plugin callbacks
-//! (API version 1, Debian's qemu-user 7.2) into events for [`Arm32Model`].
+//! (API version 1 or 4: [`crate::qemu_api`]) into events for [`Arm32Model`].
 //!
 //! * Every instruction but the plain loads and the stores addressed from
 //!   `sp` ([`skips_store_callback`]) gets a memory callback that records its
@@ -130,7 +130,7 @@ pub(crate) fn install(id: qemu_plugin::PluginId) {
         shadow,
     });
     // SAFETY: plain registrations of `extern "C"` callbacks with the
-    // signatures the API version 1 header declares.
+    // signatures the API headers (versions 1 and 4) declare.
     unsafe {
         qemu_plugin_register_vcpu_init_cb(id, Some(vcpu_init));
         qemu_plugin_register_vcpu_tb_trans_cb(id, Some(tb_trans));

@@ -1,5 +1,5 @@
 //! QEMU glue for riscv64 guests (`arch=riscv64`): turns TCG plugin callbacks
-//! (API version 1, Debian's qemu-user 7.2) into events for [`RiscvModel`].
+//! (API version 1 or 4: [`crate::qemu_api`]) into events for [`RiscvModel`].
 //!
 //! * Every instruction that may store ([`may_store`]), except stores through
 //!   `sp` ([`is_sp_based_store`]), gets a memory callback that records the
@@ -127,7 +127,7 @@ pub(crate) fn install(id: qemu_plugin::PluginId, one_hart: bool) {
         shadow,
     });
     // SAFETY: plain registrations of `extern "C"` callbacks with the
-    // signatures the API version 1 header declares.
+    // signatures the API headers (versions 1 and 4) declare.
     unsafe {
         qemu_plugin_register_vcpu_init_cb(id, Some(vcpu_init));
         qemu_plugin_register_vcpu_tb_trans_cb(id, Some(tb_trans));
