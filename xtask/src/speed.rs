@@ -28,6 +28,11 @@
 //! run. In the `spinner` case both threads are busy for the whole loop, so
 //! the user time is about twice the loop's wall time under either runner,
 //! and the ratio is still the loop's. Not part of CI: it measures time.
+//!
+//! With `ICACHE_CHECK_QEMU_DIR` set, both runs use that directory's
+//! `qemu-aarch64` (the checker's runner reads the same variable), so
+//! `ICACHE_CHECK_QEMU_DIR=target/qemu-10.0.2/bin cargo xtask checker-speed`
+//! measures the checker on QEMU 10.0.2.
 
 use crate::cmd::{Cmd, Result};
 use crate::{checker, Workspace};
@@ -61,11 +66,19 @@ pub fn main(ws: &Workspace, args: &[String]) -> Result {
                 .filter(|&word| word != "alone")
                 .map(str::to_string),
         );
+        // The same QEMU for both: the checker's runner honours
+        // ICACHE_CHECK_QEMU_DIR (to time QEMU 10.0.2, say), so plain runs do.
+        let qemu = std::env::var_os("ICACHE_CHECK_QEMU_DIR")
+            .map(|d| {
+                std::path::Path::new(&d)
+                    .join("qemu-aarch64")
+                    .display()
+                    .to_string()
+            })
+            .unwrap_or_else(|| "qemu-aarch64".to_string());
         let (mut plain, mut checked) = (Times::MAX, Times::MAX);
         for _ in 0..repeat {
-            plain = plain.min(measure(
-                Cmd::new("qemu-aarch64").args(["-cpu", &cpu]).args(&guest),
-            )?);
+            plain = plain.min(measure(Cmd::new(&qemu).args(["-cpu", &cpu]).args(&guest))?);
             checked = checked.min(measure(
                 Cmd::new(&checker.display().to_string())
                     .args(["--cpu", &cpu, "--"])
