@@ -3,6 +3,7 @@
 //! Idempotent, and quick when everything is present: each part first asks
 //! what is installed (dpkg, rustup) and installs only what is missing.
 
+pub mod qemu;
 mod wine;
 
 use crate::cmd::{on_path, Cmd, Result};
@@ -20,8 +21,10 @@ pub fn main(ws: &Workspace, args: &[String]) -> Result {
 /// Runs every part, even after one failed, so that a single run reports all
 /// problems; fails if any part failed.
 pub fn run(ws: &Workspace) -> Result {
-    let parts: [(&str, &dyn Fn() -> Result); 5] = [
+    let qemu_part = format!("QEMU {} with plugins", qemu::VERSION);
+    let parts: [(&str, &dyn Fn() -> Result); 6] = [
         ("Debian packages", &apt_packages),
+        (&qemu_part, &|| qemu::prepare(ws)),
         ("Rust targets", &rust_targets),
         ("Rust components", &rust_components),
         ("MSRV toolchain", &msrv_toolchain),
@@ -56,28 +59,8 @@ fn apt_packages() -> Result {
             missing.join(" ")
         ));
     }
-    let privileged = |program: &str| -> Result<Cmd> {
-        if is_root()? {
-            Ok(Cmd::new(program))
-        } else if on_path("sudo") {
-            Ok(Cmd::new("sudo").args(["-n", "env", "DEBIAN_FRONTEND=noninteractive", program]))
-        } else {
-            Err("installing packages needs root (CI runs as root) or sudo".to_string())
-        }
-    };
-    // Wait for another apt/dpkg run instead of failing on its lock.
-    let lock_wait = ["-o", "DPkg::Lock::Timeout=600"];
-    privileged("apt-get")?
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .args(lock_wait)
-        .args(["-q", "update"])
-        .run()?;
-    privileged("apt-get")?
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .args(lock_wait)
-        .args(["-q", "install", "-y"])
-        .args(targets::APT_PACKAGES.iter().copied())
-        .run()?;
+    apt_get(&["-q", "update"])?;
+    apt_install(&[], targets::APT_PACKAGES)?;
     let still = missing_packages(targets::APT_PACKAGES)?;
     if still.is_empty() {
         Ok(())
@@ -116,6 +99,36 @@ fn not_installed(wanted: &[&'static str], dpkg_query: &str) -> Vec<&'static str>
         .copied()
         .filter(|p| !installed.contains(p))
         .collect()
+}
+
+/// `program` run as root: directly when we are root (CI), else through
+/// `sudo -n` (which fails rather than asks for a password).
+fn privileged(program: &str) -> Result<Cmd> {
+    if is_root()? {
+        Ok(Cmd::new(program))
+    } else if on_path("sudo") {
+        Ok(Cmd::new("sudo").args(["-n", "env", "DEBIAN_FRONTEND=noninteractive", program]))
+    } else {
+        Err("installing packages needs root (CI runs as root) or sudo".to_string())
+    }
+}
+
+/// `apt-get <args>` as root, non-interactive, waiting for another apt/dpkg
+/// run instead of failing on its lock.
+fn apt_get(args: &[&str]) -> Result {
+    privileged("apt-get")?
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["-o", "DPkg::Lock::Timeout=600"])
+        .args(args.iter().copied())
+        .run()
+}
+
+/// `apt-get install -y <options> <packages>`.
+fn apt_install(options: &[&str], packages: &[&str]) -> Result {
+    let mut args = vec!["-q", "install", "-y"];
+    args.extend_from_slice(options);
+    args.extend_from_slice(packages);
+    apt_get(&args)
 }
 
 fn is_root() -> Result<bool> {
