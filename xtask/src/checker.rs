@@ -17,8 +17,10 @@ mod exit_status;
 mod summary;
 
 use crate::cmd::{Cmd, Result};
+use crate::setup::qemu as built_qemu;
 use crate::targets::{cargo_target_var, CHECKER_TARGET};
 use crate::Workspace;
+use std::fmt;
 use std::path::PathBuf;
 
 /// The checker's summary line: `icache-check: 0 violations, 1 code stores,
@@ -37,6 +39,81 @@ pub const EXIT_VIOLATIONS: i32 = exit_status::EXIT_VIOLATIONS as i32;
 /// results.
 pub const EXIT_CHECKER_FAILED: i32 = exit_status::EXIT_CHECKER_FAILED as i32;
 
+/// The runner's variable naming a folder with `qemu-aarch64`,
+/// `qemu-riscv64`, `qemu-arm` and `qemu-ppc64le`; unset, it runs the
+/// `qemu-ARCH` on PATH. It picks its plugin (QEMU plugin API v1 or v4) from
+/// that binary's `--version`.
+pub const QEMU_DIR_VAR: &str = "ICACHE_CHECK_QEMU_DIR";
+
+/// The runner's variable naming one exact qemu binary; it wins over
+/// [`QEMU_DIR_VAR`], so xtask always removes it: a run labelled with a QEMU
+/// version must run that version.
+pub const QEMU_BINARY_VAR: &str = "ICACHE_CHECK_QEMU";
+
+/// The QEMU releases the checker runs on (issue 12, item 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Qemu {
+    /// Debian 12's qemu-user 7.2, the `qemu-ARCH` on PATH (plugin API v1).
+    Debian7,
+    /// QEMU 10.0.2, built by `cargo xtask setup` into
+    /// `target/qemu-10.0.2/bin` (plugin API v4); see `setup/qemu.rs`.
+    Built10,
+}
+
+impl Qemu {
+    /// Every QEMU the checker supports, oldest first.
+    pub const ALL: [Qemu; 2] = [Qemu::Debian7, Qemu::Built10];
+
+    /// The version as labels show it.
+    pub fn version(self) -> &'static str {
+        match self {
+            Qemu::Debian7 => "7.2",
+            Qemu::Built10 => built_qemu::VERSION,
+        }
+    }
+
+    /// `--qemu` values: `7.2`, `10` (or `10.0.2`), `both`.
+    pub fn parse_choice(value: &str) -> Result<Vec<Qemu>> {
+        match value {
+            "7.2" | "7" => Ok(vec![Qemu::Debian7]),
+            "10" | built_qemu::VERSION => Ok(vec![Qemu::Built10]),
+            "both" | "all" => Ok(Qemu::ALL.to_vec()),
+            _ => Err(format!("--qemu takes 7.2, 10 or both, not `{value}`")),
+        }
+    }
+
+    /// Ok when this QEMU can run: Debian's always counts as present (the
+    /// run itself says when it is not); the built one must be in
+    /// [`qemu_dir`], else the error names `cargo xtask setup`.
+    pub fn ready(self, ws: &Workspace) -> Result {
+        match self {
+            Qemu::Debian7 => Ok(()),
+            Qemu::Built10 => built_qemu::check(&qemu_dir(ws)),
+        }
+    }
+
+    /// `cmd` with the environment that makes the runner use this QEMU.
+    pub fn env(self, cmd: Cmd, ws: &Workspace) -> Cmd {
+        let cmd = cmd.env_remove(QEMU_BINARY_VAR);
+        match self {
+            Qemu::Debian7 => cmd.env_remove(QEMU_DIR_VAR),
+            Qemu::Built10 => cmd.env(QEMU_DIR_VAR, qemu_dir(ws).display().to_string()),
+        }
+    }
+}
+
+impl fmt::Display for Qemu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "QEMU {}", self.version())
+    }
+}
+
+/// The folder of the QEMU 10 binaries that `cargo xtask setup` builds: the
+/// one place CI, mutants and soak take it from.
+pub fn qemu_dir(ws: &Workspace) -> PathBuf {
+    built_qemu::bin_dir(ws)
+}
+
 /// The checker's release build command.
 pub fn build(ws: &Workspace) -> Cmd {
     Cmd::new("cargo")
@@ -53,19 +130,20 @@ pub fn binary(ws: &Workspace) -> PathBuf {
 /// The environment that makes `cargo test|run --target CHECKER_TARGET` run
 /// every binary under the checker with the CPU model `cpu`: the cargo runner
 /// variable, and `QEMU_CPU` for anything that runs qemu directly.
-pub fn runner_env(cmd: Cmd, ws: &Workspace, cpu: &str) -> Cmd {
-    runner_env_for(cmd, ws, CHECKER_TARGET, cpu)
+pub fn runner_env(cmd: Cmd, ws: &Workspace, cpu: &str, qemu: Qemu) -> Cmd {
+    runner_env_for(cmd, ws, CHECKER_TARGET, cpu, qemu)
 }
 
 /// [`runner_env`] for another target the checker runs (it reads the
 /// architecture from each program's ELF header); `cpu` must be one of that
 /// architecture's models.
-pub fn runner_env_for(cmd: Cmd, ws: &Workspace, target: &str, cpu: &str) -> Cmd {
-    cmd.env(
-        &cargo_target_var(target, "RUNNER"),
-        format!("{} --cpu {cpu} --", binary(ws).display()),
-    )
-    .env("QEMU_CPU", cpu)
+pub fn runner_env_for(cmd: Cmd, ws: &Workspace, target: &str, cpu: &str, qemu: Qemu) -> Cmd {
+    qemu.env(cmd, ws)
+        .env(
+            &cargo_target_var(target, "RUNNER"),
+            format!("{} --cpu {cpu} --", binary(ws).display()),
+        )
+        .env("QEMU_CPU", cpu)
 }
 
 /// Whether a run's output (cargo's and the checker's) shows that the checker
@@ -90,6 +168,44 @@ pub fn built(ws: &Workspace) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn workspace() -> Workspace {
+        Workspace {
+            root: PathBuf::from("/ws"),
+            target_dir: PathBuf::from("/ws/target"),
+        }
+    }
+
+    #[test]
+    fn qemu_choices_parse_and_anything_else_is_an_error() {
+        assert_eq!(Qemu::parse_choice("7.2").unwrap(), [Qemu::Debian7]);
+        assert_eq!(Qemu::parse_choice("10").unwrap(), [Qemu::Built10]);
+        assert_eq!(Qemu::parse_choice("10.0.2").unwrap(), [Qemu::Built10]);
+        assert_eq!(Qemu::parse_choice("both").unwrap(), Qemu::ALL);
+        assert!(Qemu::parse_choice("9").is_err());
+        assert!(Qemu::parse_choice("").is_err());
+    }
+
+    #[test]
+    fn the_built_qemu_is_named_by_folder_and_debians_by_nothing() {
+        let ws = workspace();
+        let built = Qemu::Built10.env(Cmd::new("cargo"), &ws).to_string();
+        assert_eq!(
+            built,
+            "ICACHE_CHECK_QEMU_DIR=/ws/target/qemu-10.0.2/bin cargo"
+        );
+        let debian = Qemu::Debian7.env(Cmd::new("cargo"), &ws).to_string();
+        assert_eq!(debian, "cargo");
+        assert_eq!(Qemu::Built10.to_string(), "QEMU 10.0.2");
+        assert_eq!(Qemu::Debian7.to_string(), "QEMU 7.2");
+    }
+
+    #[test]
+    fn the_built_qemu_is_not_ready_without_setup() {
+        let e = Qemu::Built10.ready(&workspace()).unwrap_err();
+        assert!(e.contains("cargo xtask setup"), "{e}");
+        assert!(Qemu::Debian7.ready(&workspace()).is_ok());
+    }
 
     #[test]
     fn the_summary_line_the_checker_prints_parses() {

@@ -5,6 +5,7 @@
 
 mod matrix;
 
+use crate::checker::Qemu;
 use crate::cmd::{Cmd, Result};
 use crate::{setup, Workspace};
 use std::fmt;
@@ -43,6 +44,10 @@ pub struct Step {
     /// that step failed, this one is reported as failed without running, so
     /// a stale binary from an earlier build is never used.
     needs: Option<usize>,
+    /// The QEMU the step runs the checker on: when it is not ready (QEMU 10
+    /// not built), the step fails without running, naming `cargo xtask
+    /// setup`, rather than failing somewhere inside the checker.
+    qemu: Option<Qemu>,
 }
 
 impl Step {
@@ -53,11 +58,17 @@ impl Step {
             kind,
             cmd,
             needs: None,
+            qemu: None,
         }
     }
 
     fn needs(mut self, step: usize) -> Self {
         self.needs = Some(step);
+        self
+    }
+
+    fn on(mut self, qemu: Qemu) -> Self {
+        self.qemu = Some(qemu);
         self
     }
 
@@ -157,7 +168,10 @@ pub fn main(ws: &Workspace, args: &[String]) -> Result {
                 "not run: it needs `{} {}`, which failed",
                 all[d].name, all[d].target
             )),
-            _ => step.cmd.run_with_timeout(STEP_LIMIT),
+            _ => match step.qemu.map_or(Ok(()), |q| q.ready(ws)) {
+                Ok(()) => step.cmd.run_with_timeout(STEP_LIMIT),
+                Err(e) => Err(format!("not run: {e}")),
+            },
         };
         if let Err(e) = &result {
             eprintln!("FAILED: {e}");
@@ -291,10 +305,10 @@ mod tests {
     fn checker_runs_wait_for_the_checker_build() {
         let steps = matrix::steps(&workspace());
         let checked: Vec<&Step> = steps.iter().filter(|s| s.needs.is_some()).collect();
-        // test + example for each of the two aarch64 CPU models, for
-        // riscv64, armv7 and ppc64le (issue 12), and riscv64's one-core
-        // suite on one hart.
-        assert_eq!(checked.len(), 11);
+        // test + example for aarch64 (one CPU model per QEMU), riscv64,
+        // armv7 and ppc64le (issue 12), each on QEMU 7.2 and 10, and
+        // riscv64's one-core suite on one hart.
+        assert_eq!(checked.len(), 17);
         let (mut riscv, mut one_core, mut arm, mut power) = (0, 0, 0, 0);
         for s in checked {
             let build = &steps[s.needs.unwrap()];
@@ -330,7 +344,69 @@ mod tests {
                 assert!(shown.contains(aarch64), "{shown}");
             }
         }
-        assert_eq!((riscv, one_core, arm, power), (2, 1, 2, 2));
+        assert_eq!((riscv, one_core, arm, power), (4, 1, 4, 4));
+    }
+
+    #[test]
+    fn every_qemu_runs_every_architecture_under_the_checker_once() {
+        let steps = matrix::steps(&workspace());
+        let targets = [
+            crate::targets::CHECKER_TARGET,
+            crate::targets::CHECKER_RISCV64_TARGET,
+            crate::targets::CHECKER_ARM_TARGET,
+            crate::targets::CHECKER_PPC64LE_TARGET,
+        ];
+        for qemu in Qemu::ALL {
+            for target in targets {
+                let names: Vec<&str> = steps
+                    .iter()
+                    .filter(|s| {
+                        s.needs.is_some()
+                            && s.target.starts_with(&format!("{target} (icache-check "))
+                            && s.target.ends_with(&format!(", {qemu})"))
+                            && !s.target.contains("one-core")
+                    })
+                    .map(|s| s.name.as_str())
+                    .collect();
+                assert_eq!(names, ["test", "example jit"], "{target} on {qemu}");
+            }
+        }
+        // Both aarch64 line sizes stay covered under the checker.
+        for cpu in crate::targets::AARCH64_CPUS {
+            let prefix = format!("aarch64-unknown-linux-gnu (icache-check {cpu}, ");
+            assert!(steps.iter().any(|s| s.target.starts_with(&prefix)), "{cpu}");
+        }
+    }
+
+    #[test]
+    fn steps_on_qemu_10_point_the_checker_at_the_built_qemu_and_check_it_first() {
+        let steps = matrix::steps(&workspace());
+        let dir = "ICACHE_CHECK_QEMU_DIR=/ws/target/qemu-10.0.2/bin ";
+        let on_10: Vec<&Step> = steps
+            .iter()
+            .filter(|s| s.qemu == Some(Qemu::Built10))
+            .collect();
+        // 4 architectures x (suite + example), the checker's own tests, the
+        // long run and the mutants.
+        assert_eq!(on_10.len(), 11);
+        for s in &on_10 {
+            assert!(s.label().contains("QEMU 10.0.2"), "{}", s.label());
+            let shown = s.cmd.to_string();
+            let xtask_run = shown.contains(" mutants ") || shown.contains(" long-run ");
+            assert!(xtask_run || shown.starts_with(dir), "{shown}");
+        }
+        assert!(on_10
+            .iter()
+            .any(|s| s.cmd.to_string() == format!("{dir}cargo test -p icache-check")));
+        for s in steps.iter().filter(|s| s.qemu != Some(Qemu::Built10)) {
+            assert!(!s.cmd.to_string().contains(dir), "{}", s.cmd);
+        }
+    }
+
+    #[test]
+    fn a_step_on_a_missing_qemu_10_fails_naming_setup() {
+        let e = Qemu::Built10.ready(&workspace()).unwrap_err();
+        assert!(e.contains("cargo xtask setup"), "{e}");
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! `.cargo/config.toml`).
 //!
 //! - `cargo xtask setup` installs the cross toolchains, qemu-user, mingw-w64,
-//!   wine, the Rust targets and nightly components, and prepares the wine
-//!   prefix in `target/wine-prefix`. After it, `cargo test --target <triple>`
+//!   wine, the Rust targets and nightly components, builds QEMU 10.0.2 with
+//!   plugins into `target/qemu-10.0.2/bin` (for the checker; `src/setup/qemu.rs`),
+//!   and prepares the wine prefix in `target/wine-prefix`. After it, `cargo test --target <triple>`
 //!   works by itself for every target with a runner in `.cargo/config.toml`.
 //! - `cargo xtask checker-speed` and `cargo xtask spurious` measure the
 //!   checker (`src/speed.rs`, `src/spurious.rs`); not part of CI.
@@ -14,7 +15,7 @@
 //!   `--only wine`, `--only icache-check`; `--no-setup` skips setup.
 //!
 //! Where things live: platform lists in `src/targets.rs`, installation in
-//! `src/setup.rs` (wine in `src/setup/wine.rs`), the matrix in
+//! `src/setup.rs` (wine in `src/setup/wine.rs`, QEMU 10 in `src/setup/qemu.rs`), the matrix in
 //! `src/ci/matrix.rs`, the runner and table in `src/ci.rs`, the benchmark in
 //! `src/bench.rs` and `src/bench/` (see its module docs), every fact about
 //! the checker in `src/checker.rs`. Every process is started by the one
@@ -49,7 +50,7 @@ const COMMANDS: &[(&str, Command, &str)] = &[
     (
         "setup",
         setup::main,
-        "install qemu, cross gcc, mingw, wine, Rust targets and components; prepare the wine prefix",
+        "install qemu, cross gcc, mingw, wine, Rust targets and components; build QEMU 10.0.2 with plugins; prepare the wine prefix",
     ),
     (
         "ci",
@@ -59,12 +60,12 @@ const COMMANDS: &[(&str, Command, &str)] = &[
     (
         "soak",
         reliability::soak_main,
-        "long runs: 1,000,000 republishes under icache-check per aarch64 CPU, 5,000 first-call races under qemu",
+        "long runs: 1,000,000 republishes under icache-check per aarch64 CPU and QEMU, 5,000 first-call races under qemu [--qemu 7.2|10|both]",
     ),
     (
         "reliability",
         reliability::main,
-        "one reliability run: sandbox <target> | race <target> <processes> | long-run <cpu> <publishes>",
+        "one reliability run: sandbox <target> | race <target> <processes> | long-run <cpu> <publishes> [--qemu 7.2|10]",
     ),
     (
         "bench",
@@ -79,12 +80,12 @@ const COMMANDS: &[(&str, Command, &str)] = &[
     (
         "spurious",
         spurious::main,
-        "run the whole aarch64 suite under icache-check N times, fail on any report [--runs N (200)] [--cpu MODEL] [--jobs J]",
+        "run the whole aarch64 suite under icache-check N times, fail on any report [--runs N (200)] [--cpu MODEL] [--jobs J] [--qemu 7.2|10]",
     ),
     (
         "mutants",
         mutants::main,
-        "seed one fault per copy of the library, run its aarch64, riscv64, armv7 or ppc64le tests under icache-check [--cpu AARCH64_MODEL] [--only <substring>]",
+        "seed one fault per copy of the library, run its aarch64, riscv64, armv7 or ppc64le tests under icache-check on each QEMU [--cpu AARCH64_MODEL] [--only <substring>] [--qemu 7.2|10|both]",
     ),
 ];
 

@@ -10,8 +10,14 @@
 //! as the cargo runner; a mutant is caught when the run fails: a test
 //! assertion, a crash, or the checker's exit status 86 for a violation. The
 //! table at the end says which.
+//!
+//! Every mutant runs on each QEMU the checker supports (`--qemu both`, the
+//! default): its copy is built once, then its suite runs on QEMU 7.2 and on
+//! QEMU 10.0.2 (setup's build) from the same build folder. It counts as
+//! caught only when every QEMU caught it; the tables show each QEMU's
+//! verdicts and catches per architecture.
 
-use crate::checker::{self, EXIT_CHECKER_FAILED, EXIT_VIOLATIONS};
+use crate::checker::{self, Qemu, EXIT_CHECKER_FAILED, EXIT_VIOLATIONS};
 use crate::cmd::{Cmd, Result};
 use crate::targets::{
     self, cargo_target_var, ARM_CPU, CHECKER_ARM_TARGET, CHECKER_PPC64LE_TARGET,
@@ -368,16 +374,17 @@ enum Verdict {
 pub fn main(ws: &Workspace, args: &[String]) -> Result {
     let mut cpu = DEFAULT_CPU.to_string();
     let mut only: Option<String> = None;
+    let mut qemus = Qemu::ALL.to_vec();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match (arg.as_str(), it.next()) {
             ("--cpu", Some(v)) => cpu = v.clone(),
             ("--only", Some(v)) => only = Some(v.clone()),
+            ("--qemu", Some(v)) => qemus = Qemu::parse_choice(v)?,
             _ => {
-                return Err(
-                    "usage: cargo xtask mutants [--cpu AARCH64_MODEL] [--only <substring>]"
-                        .to_string(),
-                )
+                return Err("usage: cargo xtask mutants [--cpu AARCH64_MODEL] \
+                     [--only <substring>] [--qemu 7.2|10|both]"
+                    .to_string())
             }
         }
     }
@@ -391,6 +398,9 @@ pub fn main(ws: &Workspace, args: &[String]) -> Result {
         .collect();
     if selected.is_empty() {
         return Err("--only matched no mutant".to_string());
+    }
+    for qemu in &qemus {
+        qemu.ready(ws)?;
     }
     checker::build(ws).run()?;
     let original = ws.root.join("crates").join(LIB);
@@ -406,46 +416,38 @@ pub fn main(ws: &Workspace, args: &[String]) -> Result {
         let path = copy.join(m.file);
         let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         fs::write(&path, apply(m, &text)?).map_err(|e| format!("{}: {e}", path.display()))?;
-        eprintln!(
-            "\n==> mutant {}/{}: {} ({target})",
-            i + 1,
-            selected.len(),
-            m.name
-        );
-        let t = Instant::now();
-        let verdict = run_suite(ws, &copy, &build_dir, &linker, target, model)?;
-        rows.push((m.name, target, model, verdict, t.elapsed()));
+        let mut runs = Vec::new();
+        // The first QEMU's run builds the copy; the others reuse that build
+        // (the runner and its QEMU are not part of cargo's fingerprint).
+        for &qemu in &qemus {
+            eprintln!(
+                "\n==> mutant {}/{}: {} ({target}, {qemu})",
+                i + 1,
+                selected.len(),
+                m.name
+            );
+            let t = Instant::now();
+            let verdict = run_suite(ws, &copy, &build_dir, &linker, target, model, qemu)?;
+            runs.push((verdict, t.elapsed()));
+        }
+        rows.push(Row {
+            name: m.name,
+            target,
+            model,
+            runs,
+        });
     }
     let _ = fs::remove_dir_all(&scratch);
 
     println!("\nmutants under icache-check:\n");
-    println!("| mutant | target (--cpu) | result | caught by | seconds |");
-    println!("|---|---|---|---|---|");
-    for (name, target, model, verdict, time) in &rows {
-        let (result, by) = match verdict {
-            Verdict::CaughtByChecker => (
-                "caught",
-                format!("icache-check violation (exit {EXIT_VIOLATIONS})"),
-            ),
-            Verdict::CaughtByTests(how) => ("caught", how.clone()),
-            Verdict::Missed => ("MISSED", "-".to_string()),
-        };
-        println!(
-            "| {name} | {target} ({model}) | {result} | {by} | {:.0} |",
-            time.as_secs_f64()
-        );
-    }
-    let missed = rows.iter().filter(|r| r.3 == Verdict::Missed).count();
-    println!("\nmutation score per architecture:\n");
-    println!("| target | caught | mutants | score |");
-    println!("|---|---|---|---|");
-    let outcomes: Vec<(&str, bool)> = rows.iter().map(|r| (r.1, r.3 != Verdict::Missed)).collect();
-    for (target, caught, total) in scores(&outcomes) {
-        println!(
-            "| {target} | {caught} | {total} | {:.0}% |",
-            100.0 * caught as f64 / total as f64
-        );
-    }
+    print!("{}", mutant_table(&rows, &qemus));
+    println!("\nmutation score per architecture (a mutant counts as caught when every QEMU caught it):\n");
+    let outcomes: Vec<(&str, Vec<bool>)> = rows
+        .iter()
+        .map(|r| (r.target, r.runs.iter().map(|(v, _)| v.caught()).collect()))
+        .collect();
+    print!("{}", score_table(&scores(&outcomes, qemus.len()), &qemus));
+    let missed = rows.iter().filter(|r| !r.caught()).count();
     println!(
         "\n{} of {} caught in {:.0} s",
         rows.len() - missed,
@@ -455,23 +457,121 @@ pub fn main(ws: &Workspace, args: &[String]) -> Result {
     if missed == 0 {
         Ok(())
     } else {
-        Err(format!("{missed} mutant(s) MISSED"))
+        Err(format!("{missed} mutant(s) MISSED on at least one QEMU"))
     }
 }
 
-/// Per target, in order of first appearance: (target, caught, run).
-fn scores<'a>(outcomes: &[(&'a str, bool)]) -> Vec<(&'a str, usize, usize)> {
-    let mut out: Vec<(&str, usize, usize)> = Vec::new();
-    for &(target, caught) in outcomes {
-        let i = match out.iter().position(|r| r.0 == target) {
+/// One mutant's runs, one per QEMU in the order asked for.
+struct Row<'a> {
+    name: &'a str,
+    target: &'a str,
+    model: &'a str,
+    runs: Vec<(Verdict, Duration)>,
+}
+
+impl Row<'_> {
+    /// Caught only when caught on every QEMU it ran on.
+    fn caught(&self) -> bool {
+        self.runs.iter().all(|(v, _)| v.caught())
+    }
+}
+
+impl Verdict {
+    fn caught(&self) -> bool {
+        *self != Verdict::Missed
+    }
+
+    /// How a table cell shows it.
+    fn cell(&self) -> String {
+        match self {
+            Verdict::CaughtByChecker => {
+                format!("caught: icache-check violation (exit {EXIT_VIOLATIONS})")
+            }
+            Verdict::CaughtByTests(how) => format!("caught: {how}"),
+            Verdict::Missed => "MISSED".to_string(),
+        }
+    }
+}
+
+/// The Markdown table of every mutant: one column per QEMU, then the
+/// verdict over all of them and the seconds of all runs.
+fn mutant_table(rows: &[Row], qemus: &[Qemu]) -> String {
+    let mut out = String::from("| mutant | target (--cpu) |");
+    for q in qemus {
+        out.push_str(&format!(" {q} |"));
+    }
+    out.push_str(" result | seconds |\n|---|---|");
+    out.push_str(&"---|".repeat(qemus.len() + 2));
+    out.push('\n');
+    for r in rows {
+        out.push_str(&format!("| {} | {} ({}) |", r.name, r.target, r.model));
+        for (verdict, _) in &r.runs {
+            out.push_str(&format!(" {} |", verdict.cell()));
+        }
+        let seconds: f64 = r.runs.iter().map(|(_, t)| t.as_secs_f64()).sum();
+        let result = if r.caught() { "caught" } else { "MISSED" };
+        out.push_str(&format!(" {result} | {seconds:.0} |\n"));
+    }
+    out
+}
+
+/// One architecture's score: its mutants, how many each QEMU caught (in the
+/// order of the runs), and how many every QEMU caught.
+#[derive(Debug, PartialEq, Eq)]
+struct Score<'a> {
+    target: &'a str,
+    mutants: usize,
+    caught_on: Vec<usize>,
+    caught_on_all: usize,
+}
+
+/// Per target, in order of first appearance; `outcomes` holds each mutant's
+/// target and whether each of the `qemus` runs caught it.
+fn scores<'a>(outcomes: &[(&'a str, Vec<bool>)], qemus: usize) -> Vec<Score<'a>> {
+    let mut out: Vec<Score> = Vec::new();
+    for (target, caught) in outcomes {
+        let i = match out.iter().position(|s| s.target == *target) {
             Some(i) => i,
             None => {
-                out.push((target, 0, 0));
+                out.push(Score {
+                    target,
+                    mutants: 0,
+                    caught_on: vec![0; qemus],
+                    caught_on_all: 0,
+                });
                 out.len() - 1
             }
         };
-        out[i].1 += usize::from(caught);
-        out[i].2 += 1;
+        let score = &mut out[i];
+        score.mutants += 1;
+        for (n, &c) in score.caught_on.iter_mut().zip(caught) {
+            *n += usize::from(c);
+        }
+        score.caught_on_all += usize::from(caught.iter().all(|&c| c));
+    }
+    out
+}
+
+/// The Markdown score table: per architecture, the catches on each QEMU
+/// and the score, which counts only mutants every QEMU caught.
+fn score_table(scores: &[Score], qemus: &[Qemu]) -> String {
+    let mut out = String::from("| target | mutants |");
+    for q in qemus {
+        out.push_str(&format!(" caught on {q} |"));
+    }
+    out.push_str(" caught on every QEMU | score |\n|---|---|");
+    out.push_str(&"---|".repeat(qemus.len() + 2));
+    out.push('\n');
+    for s in scores {
+        out.push_str(&format!("| {} | {} |", s.target, s.mutants));
+        for n in &s.caught_on {
+            out.push_str(&format!(" {n} |"));
+        }
+        out.push_str(&format!(
+            " {} | {:.0}% |\n",
+            s.caught_on_all,
+            100.0 * s.caught_on_all as f64 / s.mutants as f64
+        ));
     }
     out
 }
@@ -510,6 +610,7 @@ fn run_suite(
     linker: &str,
     target: &str,
     cpu: &str,
+    qemu: Qemu,
 ) -> Result<Verdict> {
     let cargo = Cmd::new("cargo")
         .dir(copy)
@@ -519,7 +620,7 @@ fn run_suite(
         .args(["test", "--target", target, "--no-fail-fast", "--test", "*"])
         .env("CARGO_TARGET_DIR", build_dir.display().to_string())
         .env(&cargo_target_var(target, "LINKER"), linker);
-    let out = checker::runner_env_for(cargo, ws, target, cpu)
+    let out = checker::runner_env_for(cargo, ws, target, cpu, qemu)
         .env("ICACHE_LONG_RUN_PUBLISHES", "2000")
         .output(Some(RUN_LIMIT))?;
     let code = out.status.and_then(|s| s.code());
@@ -533,7 +634,7 @@ fn run_suite(
     // The checker could not do its job: that catches nothing.
     if text.contains(&format!("exit status: {EXIT_CHECKER_FAILED}")) {
         return Err(format!(
-            "icache-check failed (exit {EXIT_CHECKER_FAILED}) under {}:\n{}",
+            "icache-check failed (exit {EXIT_CHECKER_FAILED}) on {qemu} under {}:\n{}",
             copy.display(),
             out.stderr
         ));
@@ -594,15 +695,78 @@ mod tests {
     }
 
     #[test]
-    fn scores_are_counted_per_target_in_order_of_first_appearance() {
+    fn scores_are_counted_per_target_and_per_qemu_in_order_of_first_appearance() {
         let outcomes = [
-            ("aarch64", true),
-            ("riscv64", false),
-            ("aarch64", true),
-            ("riscv64", true),
-            ("aarch64", false),
+            ("aarch64", vec![true, true]),
+            ("riscv64", vec![false, true]),
+            ("aarch64", vec![true, false]),
+            ("riscv64", vec![true, true]),
+            ("aarch64", vec![false, false]),
         ];
-        assert_eq!(scores(&outcomes), [("aarch64", 2, 3), ("riscv64", 1, 2)]);
-        assert!(scores(&[]).is_empty());
+        assert_eq!(
+            scores(&outcomes, 2),
+            [
+                Score {
+                    target: "aarch64",
+                    mutants: 3,
+                    caught_on: vec![2, 1],
+                    caught_on_all: 1
+                },
+                Score {
+                    target: "riscv64",
+                    mutants: 2,
+                    caught_on: vec![1, 2],
+                    caught_on_all: 1
+                },
+            ]
+        );
+        assert!(scores(&[], 2).is_empty());
+    }
+
+    #[test]
+    fn a_mutant_missed_on_one_qemu_is_missed() {
+        let row = |second| Row {
+            name: "no isb",
+            target: "aarch64-unknown-linux-gnu",
+            model: "cortex-a72",
+            runs: vec![
+                (Verdict::CaughtByChecker, Duration::from_secs(5)),
+                (second, Duration::from_secs(4)),
+            ],
+        };
+        assert!(row(Verdict::CaughtByTests("a crash".to_string())).caught());
+        assert!(!row(Verdict::Missed).caught());
+        let table = mutant_table(&[row(Verdict::Missed)], &Qemu::ALL);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines[0],
+            "| mutant | target (--cpu) | QEMU 7.2 | QEMU 10.0.2 | result | seconds |"
+        );
+        assert_eq!(lines[1].matches('|').count(), lines[0].matches('|').count());
+        assert_eq!(
+            lines[2],
+            "| no isb | aarch64-unknown-linux-gnu (cortex-a72) | caught: icache-check violation (exit 86) | MISSED | MISSED | 9 |"
+        );
+    }
+
+    #[test]
+    fn the_score_table_has_a_column_per_qemu_and_scores_only_catches_on_every_qemu() {
+        let s = [Score {
+            target: "powerpc64le-unknown-linux-gnu",
+            mutants: 4,
+            caught_on: vec![4, 3],
+            caught_on_all: 3,
+        }];
+        let table = score_table(&s, &Qemu::ALL);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines[0],
+            "| target | mutants | caught on QEMU 7.2 | caught on QEMU 10.0.2 | caught on every QEMU | score |"
+        );
+        assert_eq!(lines[1].matches('|').count(), lines[0].matches('|').count());
+        assert_eq!(
+            lines[2],
+            "| powerpc64le-unknown-linux-gnu | 4 | 4 | 3 | 3 | 75% |"
+        );
     }
 }

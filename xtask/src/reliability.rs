@@ -7,14 +7,16 @@
 //!   to the host kernel, where the filter answers), in each sandbox mode.
 //! - `race <target> <processes>`: the first-call race, counted with strace
 //!   on the host around qemu-user.
-//! - `long-run <cpu> <publishes>`: the 8-reader republishing test on AArch64
-//!   under icache-check.
-//! - `soak`: the long configurations of the last two.
+//! - `long-run <cpu> <publishes> [--qemu 7.2|10]`: the 8-reader republishing
+//!   test on AArch64 under icache-check, on QEMU 7.2 (default) or 10.
+//! - `soak [--qemu 7.2|10|both]`: the long configurations of the last two,
+//!   the long runs on each chosen QEMU (default both).
 //!
 //! The host halves of these are the library's own tests (`tests/sandbox.rs`,
 //! `tests/first_call_race.rs`); this file only finds the binaries and
 //! passes the qemu command line.
 
+use crate::checker::Qemu;
 use crate::cmd::{Cmd, Result};
 use crate::targets::{self, AARCH64_CPUS, CHECKER_TARGET, DEFAULT_CPU};
 use crate::Workspace;
@@ -28,28 +30,46 @@ pub fn main(ws: &Workspace, args: &[String]) -> Result {
     match args.as_slice() {
         ["sandbox", target] => sandbox(ws, target),
         ["race", target, n] => race(ws, target, n),
-        ["long-run", cpu, n] => long_run(ws, cpu, n),
-        ["soak"] => soak(ws),
+        ["long-run", cpu, n] => long_run(ws, cpu, n, Qemu::Debian7),
+        ["long-run", cpu, n, "--qemu", q] => match Qemu::parse_choice(q)?.as_slice() {
+            [one] => long_run(ws, cpu, n, *one),
+            _ => Err("a long run is on one QEMU: --qemu 7.2 or 10".to_string()),
+        },
+        ["soak", rest @ ..] => {
+            soak_main(ws, &rest.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        }
         _ => Err(
             "usage: cargo xtask reliability sandbox <target> | race <target> <processes> \
-             | long-run <cpu> <publishes> | soak"
+             | long-run <cpu> <publishes> [--qemu 7.2|10] | soak [--qemu 7.2|10|both]"
                 .to_string(),
         ),
     }
 }
 
-/// `cargo xtask soak`: the long configurations.
+/// `cargo xtask soak [--qemu 7.2|10|both]`: the long configurations; the
+/// long runs under the checker on each chosen QEMU (default both).
 pub fn soak_main(ws: &Workspace, args: &[String]) -> Result {
-    if !args.is_empty() {
-        return Err("usage: cargo xtask soak".to_string());
-    }
-    soak(ws)
+    let qemus = match args {
+        [] => Qemu::ALL.to_vec(),
+        [flag, value] if flag == "--qemu" => Qemu::parse_choice(value)?,
+        _ => return Err("usage: cargo xtask soak [--qemu 7.2|10|both]".to_string()),
+    };
+    soak(ws, &qemus)
 }
 
-fn soak(ws: &Workspace) -> Result {
-    for cpu in AARCH64_CPUS {
-        long_run(ws, cpu, "1000000")?;
+/// Checks every QEMU first, so that a missing QEMU 10 fails at once rather
+/// than after the 7.2 runs.
+fn soak(ws: &Workspace, qemus: &[Qemu]) -> Result {
+    for qemu in qemus {
+        qemu.ready(ws)?;
     }
+    for &qemu in qemus {
+        for cpu in AARCH64_CPUS {
+            eprintln!("soak: long run, 1,000,000 publishes, {cpu}, {qemu}");
+            long_run(ws, cpu, "1000000", qemu)?;
+        }
+    }
+    // Plain qemu-user (the `.cargo/config.toml` runner), no checker.
     race(ws, CHECKER_TARGET, "5000")
 }
 
@@ -96,9 +116,10 @@ fn race(ws: &Workspace, target: &str, processes: &str) -> Result {
         .run()
 }
 
-fn long_run(ws: &Workspace, cpu: &str, publishes: &str) -> Result {
+fn long_run(ws: &Workspace, cpu: &str, publishes: &str, qemu: Qemu) -> Result {
+    qemu.ready(ws)?;
     checker::build(ws).run()?;
-    checker::runner_env(Cmd::new("cargo").dir(&ws.root), ws, cpu)
+    checker::runner_env(Cmd::new("cargo").dir(&ws.root), ws, cpu, qemu)
         .env("ICACHE_LONG_RUN_PUBLISHES", publishes)
         .args([
             "test",

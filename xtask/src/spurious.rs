@@ -21,7 +21,7 @@
 //! model. Without them a run takes about 8 s, so 200 runs fit in under an
 //! hour. Not part of CI all the same.
 
-use crate::checker::{self, Summary};
+use crate::checker::{self, Qemu, Summary};
 use crate::cmd::{Cmd, Result};
 use crate::targets::{CHECKER_TARGET, DEFAULT_CPU};
 use crate::{reliability, Workspace, LIB};
@@ -46,12 +46,14 @@ struct Options {
     runs: u32,
     cpu: String,
     jobs: usize,
+    qemu: Qemu,
 }
 
 pub fn main(ws: &Workspace, args: &[String]) -> Result {
     let o = parse_args(args)?;
+    o.qemu.ready(ws)?;
     let checker = checker::built(ws)?;
-    let json = checker::runner_env(Cmd::new("cargo").dir(&ws.root), ws, &o.cpu)
+    let json = checker::runner_env(Cmd::new("cargo").dir(&ws.root), ws, &o.cpu, o.qemu)
         .args(["test", "-p", LIB, "--target", CHECKER_TARGET])
         .args(["--no-run", "--message-format=json"])
         .stdout()?;
@@ -67,7 +69,7 @@ pub fn main(ws: &Workspace, args: &[String]) -> Result {
     let mut tally = Tally::default();
     for run in 1..=o.runs {
         let start = Instant::now();
-        let results = run_all(&checker, &binaries, &o, &package_dir);
+        let results = run_all(ws, &checker, &binaries, &o, &package_dir);
         let mut this_run = 0;
         for (binary, result) in binaries.iter().zip(results) {
             let name = binary.rsplit('/').next().unwrap_or(binary);
@@ -112,8 +114,8 @@ pub fn main(ws: &Workspace, args: &[String]) -> Result {
         ));
     }
     println!(
-        "spurious: 0 violations in {} consecutive runs of the aarch64 suite on {}",
-        tally.runs, o.cpu
+        "spurious: 0 violations in {} consecutive runs of the aarch64 suite on {}, {}",
+        tally.runs, o.cpu, o.qemu
     );
     Ok(())
 }
@@ -128,7 +130,13 @@ struct Tally {
 
 /// Runs every binary once under the checker, `jobs` at a time, and returns
 /// their outcomes in the order of `binaries`.
-fn run_all(checker: &Path, binaries: &[String], o: &Options, dir: &Path) -> Vec<Result<Outcome>> {
+fn run_all(
+    ws: &Workspace,
+    checker: &Path,
+    binaries: &[String],
+    o: &Options,
+    dir: &Path,
+) -> Vec<Result<Outcome>> {
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Result<Outcome>>>> =
         Mutex::new(binaries.iter().map(|_| None).collect());
@@ -137,7 +145,8 @@ fn run_all(checker: &Path, binaries: &[String], o: &Options, dir: &Path) -> Vec<
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(binary) = binaries.get(i) else { break };
-                let out = Cmd::new(&checker.display().to_string())
+                let cmd = o.qemu.env(Cmd::new(&checker.display().to_string()), ws);
+                let out = cmd
                     .args(["--cpu", &o.cpu, "--", binary])
                     .args(test_args(binary))
                     .env("QEMU_CPU", o.cpu.clone())
@@ -219,11 +228,15 @@ fn last_lines(text: &str, n: usize) -> String {
 }
 
 fn parse_args(args: &[String]) -> Result<Options> {
-    let usage = || "usage: cargo xtask spurious [--runs N] [--cpu MODEL] [--jobs J]".to_string();
+    let usage = || {
+        "usage: cargo xtask spurious [--runs N] [--cpu MODEL] [--jobs J] [--qemu 7.2|10]"
+            .to_string()
+    };
     let mut o = Options {
         runs: DEFAULT_RUNS,
         cpu: DEFAULT_CPU.to_string(),
         jobs: std::thread::available_parallelism().map_or(1, usize::from),
+        qemu: Qemu::Debian7,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -232,6 +245,10 @@ fn parse_args(args: &[String]) -> Result<Options> {
             "--runs" => o.runs = value.parse().ok().filter(|&n| n > 0).ok_or_else(usage)?,
             "--jobs" => o.jobs = value.parse().ok().filter(|&n| n > 0).ok_or_else(usage)?,
             "--cpu" => o.cpu = value.clone(),
+            "--qemu" => match Qemu::parse_choice(value)?.as_slice() {
+                [one] => o.qemu = *one,
+                _ => return Err("spurious runs on one QEMU: --qemu 7.2 or 10".to_string()),
+            },
             _ => return Err(usage()),
         }
     }
@@ -250,17 +267,24 @@ mod tests {
     fn options_default_to_200_runs_and_are_read() {
         let o = parse_args(&[]).unwrap();
         assert_eq!((o.runs, o.cpu.as_str()), (200, DEFAULT_CPU));
-        let o = parse_args(&args(&["--runs", "3", "--cpu", "a64fx", "--jobs", "1"])).unwrap();
+        assert_eq!(o.qemu, Qemu::Debian7);
+        let o = parse_args(&args(&[
+            "--runs", "3", "--cpu", "a64fx", "--jobs", "1", "--qemu", "10",
+        ]))
+        .unwrap();
         assert_eq!(
             o,
             Options {
                 runs: 3,
                 cpu: "a64fx".to_string(),
-                jobs: 1
+                jobs: 1,
+                qemu: Qemu::Built10,
             }
         );
         for bad in [
             &["--runs", "0"][..],
+            &["--qemu", "both"],
+            &["--qemu", "8"],
             &["--runs"],
             &["--jobs", "x"],
             &["-n", "1"],
