@@ -1,6 +1,6 @@
-//! `cargo xtask spurious [--runs N] [--cpu MODEL] [--jobs J]`: issue 11, item
-//! 5. Runs the library's whole aarch64 suite under the checker N times in a
-//! row (default 200) and fails if any run reports a violation. The suite is
+//! `cargo xtask spurious [--runs N] [--cpu MODEL] [--jobs J] [--qemu 7.2|10]`:
+//! issue 11, item 5. Runs the library's whole aarch64 suite under the checker
+//! N times in a row (default 200) and fails if any run reports a violation. The suite is
 //! correct code, so every report is a spurious one (or a library bug).
 //!
 //! The suite is built once (`cargo test --no-run`, which also builds the
@@ -17,8 +17,8 @@
 //! cannot be reported: they store no code and run no maintenance (`lines.rs`
 //! is integer arithmetic behind a closure, with no `unsafe` and no asm), and
 //! the whole unit-test binary under the checker shows `0 code stores, 0
-//! maintenance ops`. CI still runs them under the checker, on every CPU
-//! model. Without them a run takes about 8 s, so 200 runs fit in under an
+//! maintenance ops`. CI still runs them under the checker (cortex-a72 on
+//! QEMU 7.2, a64fx on QEMU 10.0.2). Without them a run takes about 8 s, so 200 runs fit in under an
 //! hour. Not part of CI all the same.
 
 use crate::checker::{self, Qemu, Summary};

@@ -412,6 +412,8 @@ fn build(ws: &Workspace, tarball: &Path, bin: &Path) -> Result {
             "--disable-werror".to_string(),
             "--disable-capstone".to_string(),
             "--disable-install-blobs".to_string(),
+            // No -g: a quarter less compile time, and 30 MB less per binary.
+            "--disable-debug-info".to_string(),
             // Everything comes from Debian: no pip, no git subprojects.
             "--disable-download".to_string(),
             // Debian's interpreter, which sees Debian's meson and pycotap.
