@@ -480,6 +480,76 @@ mod tests {
         assert!(e.contains("cargo xtask setup"), "{e}");
     }
 
+    /// Held by every test that writes scripts and runs them: a script
+    /// still open for writing in one thread while another thread forks
+    /// cannot be executed (ETXTBSY) until that child has exec'd.
+    static SCRIPTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    /// A folder of stand-in `qemu-ARCH` scripts that print `version` for
+    /// `--version` and `help` for `-h`.
+    fn fake_qemus(test: &str, version: &str, help: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("xtask-qemu-{}-{test}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        for name in BINARIES {
+            let script = format!(
+                "#!/bin/sh\nif [ \"$1\" = --version ]; then echo '{name} version {version}'; \
+                 else echo '{help}'; fi\n"
+            );
+            let path = dir.join(name);
+            fs::write(&path, script).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        dir
+    }
+
+    const PLUGIN_LINE: &str = "-plugin              QEMU_PLUGIN       [file=]<file>";
+
+    #[test]
+    fn four_binaries_of_the_version_with_plugins_are_ready() {
+        let _lock = SCRIPTS.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = fake_qemus("ready", VERSION, PLUGIN_LINE);
+        assert_eq!(check(&dir), Ok(()));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn another_qemu_version_is_not_ready() {
+        let _lock = SCRIPTS.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = fake_qemus(
+            "other",
+            "7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)",
+            PLUGIN_LINE,
+        );
+        let e = check(&dir).unwrap_err();
+        assert!(e.contains("is QEMU 7.2.22, not 10.0.2"), "{e}");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_build_without_plugins_is_not_ready() {
+        let _lock = SCRIPTS.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = fake_qemus(
+            "static",
+            VERSION,
+            "-d item[,...]   QEMU_LOG   enable logging",
+        );
+        let e = check(&dir).unwrap_err();
+        assert!(e.contains("without plugin support"), "{e}");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn one_missing_binary_makes_the_folder_not_ready() {
+        let _lock = SCRIPTS.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = fake_qemus("partial", VERSION, PLUGIN_LINE);
+        fs::remove_file(dir.join("qemu-ppc64le")).unwrap();
+        let e = check(&dir).unwrap_err();
+        assert!(e.contains("qemu-ppc64le is missing"), "{e}");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn meson_from_backports_is_new_enough_and_bookworms_is_not() {
         assert!(meson_new_enough("1.7.0-1~bpo12+1"));
