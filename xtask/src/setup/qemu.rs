@@ -13,6 +13,12 @@
 //! trusted either way: the tarball is used only when its SHA-256 is the one
 //! pinned in [`ORIG_SHA256`] (from the Sources index).
 //!
+//! One fix is applied to the source ([`SOURCE_FIXES`]): QEMU 10.0.2 answers
+//! the ARM `cacheflush` syscall with the start address instead of 0, which
+//! makes every flush of the armv7 suite fail. The binaries' folder holds a
+//! stamp of the tarball, options and fixes they were built from; a build
+//! from other inputs counts as missing and is redone.
+//!
 //! Build dependencies: meson >= 1.5 (QEMU 10's `pythondeps.toml`; bookworm
 //! has 1.0.1, backports 1.7.0) and pycotap (configure requires it, and the
 //! `+ds` tarball's `python/wheels` is empty; backports has
@@ -40,6 +46,39 @@ const ORIG_SIZE: u64 = 39_449_628;
 const ORIG_SHA256: &str = "0901da33844a331bf8b3602b9c1fbd178e60b737c8e3ade678255bd090c9b9f1";
 /// The folder the tarball unpacks to.
 const SOURCE_DIR: &str = "qemu-10.0.2";
+
+/// Source fixes applied after unpacking: (file, exact text, replacement,
+/// why). Each must match exactly once, or the build stops: the tarball is
+/// pinned, so a mismatch means this table is wrong.
+const SOURCE_FIXES: &[(&str, &str, &str, &str)] = &[(
+    "linux-user/arm/cpu_loop.c",
+    "                    case ARM_NR_cacheflush:\n                        /* nop */\n                        break;\n",
+    "                    case ARM_NR_cacheflush:\n                        /* icache-coherence: the kernel's do_cache_op (arch/arm/kernel/traps.c) */\n                        env->regs[0] = (env->regs[1] < env->regs[0] || env->regs[2] != 0)\n                                       ? -TARGET_EINVAL : 0;\n                        break;\n",
+    // QEMU 10.0.2 leaves r0 (the start address) as the result of the ARM
+    // `cacheflush` syscall (0x0f0002), so every successful flush looks
+    // like a failure to the caller (the library reports it; Debian's 7.2
+    // returns 0). Linux returns -EINVAL for end < start or flags != 0, else
+    // 0 for a mapped range.
+    "arm cacheflush returns the kernel's result, not its start address",
+)];
+
+/// What the binaries are built from and how; written beside them, so that a
+/// build from other inputs (an older version of this file) is rebuilt.
+fn build_stamp() -> String {
+    let mut stamp = format!("{ORIG_TARBALL} sha256 {ORIG_SHA256}\nconfigure");
+    for option in configure_options() {
+        stamp.push(' ');
+        stamp.push_str(&option);
+    }
+    stamp.push('\n');
+    for (file, _, _, why) in SOURCE_FIXES {
+        stamp.push_str(&format!("fix {file}: {why}\n"));
+    }
+    stamp
+}
+
+/// The stamp's file name in the folder of the binaries.
+const STAMP: &str = "icache-coherence-build.txt";
 
 /// The qemu-user binaries the checker runs, one per architecture it models.
 pub const BINARIES: [&str; 4] = ["qemu-aarch64", "qemu-riscv64", "qemu-arm", "qemu-ppc64le"];
@@ -91,6 +130,20 @@ fn work_dir(ws: &Workspace) -> PathBuf {
 /// Ok when `dir` holds all of [`BINARIES`], each saying it is [`VERSION`]
 /// and offering `-plugin`; else what is wrong, naming `cargo xtask setup`.
 pub fn check(dir: &Path) -> Result {
+    let stamp = dir.join(STAMP);
+    let problem = match fs::read_to_string(&stamp) {
+        Ok(s) if s == build_stamp() => None,
+        Ok(_) => Some(format!(
+            "{} was built from other sources or options",
+            dir.display()
+        )),
+        Err(_) => Some(format!("{} is missing", stamp.display())),
+    };
+    if let Some(problem) = problem {
+        return Err(format!(
+            "QEMU {VERSION} with plugins is not ready: {problem}; `cargo xtask setup` builds it"
+        ));
+    }
     for name in BINARIES {
         let binary = dir.join(name);
         let problem = if binary.is_file() {
@@ -398,27 +451,13 @@ fn build(ws: &Workspace, tarball: &Path, bin: &Path) -> Result {
     let source = src_root.join(SOURCE_DIR);
     let build = source.join("build");
     fs::create_dir_all(&build).map_err(|e| format!("creating {}: {e}", build.display()))?;
+    fix_sources(&source)?;
     let prefix = bin.parent().unwrap_or(bin);
     let t = Instant::now();
     Cmd::new("../configure")
         .dir(&build)
-        .args([
-            format!("--prefix={}", prefix.display()),
-            format!("--target-list={}", target_list()),
-            "--enable-plugins".to_string(),
-            "--disable-system".to_string(),
-            "--disable-tools".to_string(),
-            "--disable-docs".to_string(),
-            "--disable-werror".to_string(),
-            "--disable-capstone".to_string(),
-            "--disable-install-blobs".to_string(),
-            // No -g: a quarter less compile time, and 30 MB less per binary.
-            "--disable-debug-info".to_string(),
-            // Everything comes from Debian: no pip, no git subprojects.
-            "--disable-download".to_string(),
-            // Debian's interpreter, which sees Debian's meson and pycotap.
-            "--python=/usr/bin/python3".to_string(),
-        ])
+        .arg(format!("--prefix={}", prefix.display()))
+        .args(configure_options())
         .run_with_timeout(BUILD_LIMIT)?;
     eprintln!("setup:   configured in {:.0} s", t.elapsed().as_secs_f64());
     let jobs = std::thread::available_parallelism().map_or(2, usize::from);
@@ -430,14 +469,69 @@ fn build(ws: &Workspace, tarball: &Path, bin: &Path) -> Result {
         .run_with_timeout(BUILD_LIMIT)?;
     eprintln!("setup:   compiled in {:.0} s", t.elapsed().as_secs_f64());
     fs::create_dir_all(bin).map_err(|e| format!("creating {}: {e}", bin.display()))?;
+    // No stamp until all four are in place.
+    let stamp = bin.join(STAMP);
+    let _ = fs::remove_file(&stamp);
     for name in BINARIES {
         let staged = bin.join(format!(".{name}.new"));
         fs::copy(build.join(name), &staged).map_err(|e| format!("copying {name}: {e}"))?;
         fs::rename(&staged, bin.join(name)).map_err(|e| format!("installing {name}: {e}"))?;
     }
-    // About 1 GB of objects that nothing uses once the binaries are copied.
+    fs::write(&stamp, build_stamp()).map_err(|e| format!("writing {}: {e}", stamp.display()))?;
+    // The objects, which nothing uses once the binaries are copied.
     let _ = fs::remove_dir_all(&src_root);
     Ok(())
+}
+
+/// configure's options but the prefix: the four linux-user targets with
+/// plugins, nothing else.
+fn configure_options() -> Vec<String> {
+    let mut options = vec![format!("--target-list={}", target_list())];
+    options.extend(
+        [
+            "--enable-plugins",
+            "--disable-system",
+            "--disable-tools",
+            "--disable-docs",
+            "--disable-werror",
+            "--disable-capstone",
+            "--disable-install-blobs",
+            // No -g: a sixth less compile time, and 6 MB binaries, not 33 MB.
+            "--disable-debug-info",
+            // Everything comes from Debian: no pip, no git subprojects.
+            "--disable-download",
+            // Debian's interpreter, which sees Debian's meson and pycotap.
+            "--python=/usr/bin/python3",
+        ]
+        .map(String::from),
+    );
+    options
+}
+
+/// Applies [`SOURCE_FIXES`] to the unpacked source.
+fn fix_sources(source: &Path) -> Result {
+    for (file, from, to, why) in SOURCE_FIXES {
+        let path = source.join(file);
+        let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        fs::write(
+            &path,
+            fix(&text, from, to).ok_or_else(|| {
+                format!(
+                    "{}: the text of the fix `{why}` is not there exactly once",
+                    path.display()
+                )
+            })?,
+        )
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+        eprintln!("setup:   fixed {file}: {why}");
+    }
+    Ok(())
+}
+
+/// `text` with its one occurrence of `from` replaced by `to`; None unless
+/// `from` occurs exactly once.
+fn fix(text: &str, from: &str, to: &str) -> Option<String> {
+    (text.matches(from).count() == 1).then(|| text.replacen(from, to, 1))
 }
 
 #[cfg(test)]
@@ -476,7 +570,8 @@ mod tests {
     #[test]
     fn a_missing_directory_is_not_ready_and_names_setup() {
         let e = check(Path::new("/nonexistent/qemu-10.0.2/bin")).unwrap_err();
-        assert!(e.contains("qemu-aarch64 is missing"), "{e}");
+        assert!(e.contains("/nonexistent/qemu-10.0.2/bin/"), "{e}");
+        assert!(e.contains("is missing"), "{e}");
         assert!(e.contains("cargo xtask setup"), "{e}");
     }
 
@@ -501,7 +596,50 @@ mod tests {
             fs::write(&path, script).unwrap();
             fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
         }
+        fs::write(dir.join(STAMP), build_stamp()).unwrap();
         dir
+    }
+
+    #[test]
+    fn a_build_from_other_inputs_or_without_a_stamp_is_not_ready() {
+        let _lock = SCRIPTS.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = fake_qemus("stale", VERSION, PLUGIN_LINE);
+        fs::write(dir.join(STAMP), "qemu_10.0.2+ds.orig.tar.xz sha256 0\n").unwrap();
+        let e = check(&dir).unwrap_err();
+        assert!(e.contains("built from other sources or options"), "{e}");
+        fs::remove_file(dir.join(STAMP)).unwrap();
+        let e = check(&dir).unwrap_err();
+        assert!(e.contains(&format!("{STAMP} is missing")), "{e}");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_stamp_names_the_tarball_every_option_and_every_fix() {
+        let stamp = build_stamp();
+        assert!(stamp.contains(ORIG_SHA256));
+        assert!(stamp.contains(" --enable-plugins "));
+        assert!(stamp.contains("--target-list=aarch64-linux-user,"));
+        assert!(stamp.contains("arm cacheflush returns the kernel's result"));
+    }
+
+    #[test]
+    fn a_fix_applies_only_where_its_text_occurs_exactly_once() {
+        assert_eq!(fix("a nop b", "nop", "ret").as_deref(), Some("a ret b"));
+        assert_eq!(fix("a b", "nop", "ret"), None);
+        assert_eq!(fix("nop nop", "nop", "ret"), None);
+    }
+
+    #[test]
+    fn the_cacheflush_fix_matches_qemu_10_0_2s_nop_and_returns_the_kernels_result() {
+        // The case as QEMU 10.0.2's linux-user/arm/cpu_loop.c has it.
+        let original = "                switch (n) {\n                    case ARM_NR_cacheflush:\n                        /* nop */\n                        break;\n                    case ARM_NR_set_tls:\n";
+        let (_, from, to, _) = SOURCE_FIXES[0];
+        let fixed = fix(original, from, to).unwrap();
+        assert!(fixed.contains("env->regs[0] = (env->regs[1] < env->regs[0] || env->regs[2] != 0)"));
+        assert!(fixed.contains("? -TARGET_EINVAL : 0;"));
+        assert!(fixed.ends_with(
+            "                        break;\n                    case ARM_NR_set_tls:\n"
+        ));
     }
 
     const PLUGIN_LINE: &str = "-plugin              QEMU_PLUGIN       [file=]<file>";
