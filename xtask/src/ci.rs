@@ -397,7 +397,7 @@ mod tests {
         }
         assert!(on_10
             .iter()
-            .any(|s| s.cmd.to_string() == format!("{dir}cargo test -p icache-check")));
+            .any(|s| s.cmd.to_string() == format!("{dir}cargo test -p icache-check --test '*'")));
         for s in steps.iter().filter(|s| s.qemu != Some(Qemu::Built10)) {
             assert!(!s.cmd.to_string().contains(dir), "{}", s.cmd);
         }

@@ -5,7 +5,8 @@
 //! is a static-pie build without plugin support (its `qemu-aarch64 -h` has no
 //! `-plugin`), so the checker cannot use it. Its *source* is the same
 //! release, so it is built here, for the four linux-user targets the checker
-//! models and nothing else (about 3 minutes on 2 cores).
+//! models and nothing else (171 to 248 s of compiling on the 2-core project
+//! machine, depending on its load; about 3 minutes in all).
 //!
 //! The source comes from the bookworm-backports deb-src index through
 //! `apt-get source`. This mirror serves the upstream tarball but answers 404
