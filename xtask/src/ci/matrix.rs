@@ -392,9 +392,10 @@ fn checker(ws: &Workspace, steps: &mut Vec<Step>) {
     );
     // The checker's own integration tests (fixtures, conformance suite,
     // install) start qemu through the runner: the host `test` step runs
-    // them on QEMU 7.2, this one on QEMU 10 (about 60 s on the loaded
-    // project machine). Its unit tests are pure (the model, option
-    // parsing; none starts qemu) and ran in the host step already.
+    // them on QEMU 7.2, this one on QEMU 10 (11 s to 57 s on the project
+    // machine, depending on load and on whether the install test's build
+    // is fresh). Its unit tests are pure (the model, option parsing; none
+    // starts qemu) and ran in the host step already.
     let qemu = Qemu::Built10;
     steps.push(
         Step::new(
