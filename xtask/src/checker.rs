@@ -12,6 +12,10 @@
 
 #[path = "../../crates/icache-check/src/exit_status.rs"]
 mod exit_status;
+/// The runner's reading of `qemu-ARCH --version`, which setup also needs.
+#[path = "../../crates/icache-check/src/qemu_version.rs"]
+#[allow(dead_code)] // xtask does not choose a plugin
+pub mod qemu_version;
 #[path = "../../crates/icache-check/src/summary.rs"]
 #[allow(dead_code)] // the checker's class line is not used by xtask
 mod summary;

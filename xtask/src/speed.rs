@@ -36,6 +36,7 @@
 
 use crate::cmd::{Cmd, Result};
 use crate::{checker, Workspace};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const DEFAULT_ITERS: &str = "200000000";
@@ -59,6 +60,11 @@ pub fn main(ws: &Workspace, args: &[String]) -> Result {
         .run()?;
     let program = program.display().to_string();
     let mut over_goal = Vec::new();
+    // The same QEMU for both: the checker's runner honours
+    // ICACHE_CHECK_QEMU_DIR (to time QEMU 10.0.2, say), so plain runs do.
+    let qemu = std::env::var_os(checker::QEMU_DIR_VAR)
+        .map(|d| Path::new(&d).join("qemu-aarch64").display().to_string())
+        .unwrap_or_else(|| "qemu-aarch64".to_string());
     for case in ["alone", "spinner", "alone scan", "spinner scan"] {
         let mut guest = vec![program.clone(), iters.clone()];
         guest.extend(
@@ -66,16 +72,6 @@ pub fn main(ws: &Workspace, args: &[String]) -> Result {
                 .filter(|&word| word != "alone")
                 .map(str::to_string),
         );
-        // The same QEMU for both: the checker's runner honours
-        // ICACHE_CHECK_QEMU_DIR (to time QEMU 10.0.2, say), so plain runs do.
-        let qemu = std::env::var_os("ICACHE_CHECK_QEMU_DIR")
-            .map(|d| {
-                std::path::Path::new(&d)
-                    .join("qemu-aarch64")
-                    .display()
-                    .to_string()
-            })
-            .unwrap_or_else(|| "qemu-aarch64".to_string());
         let (mut plain, mut checked) = (Times::MAX, Times::MAX);
         for _ in 0..repeat {
             plain = plain.min(measure(Cmd::new(&qemu).args(["-cpu", &cpu]).args(&guest))?);

@@ -13,7 +13,8 @@
 //! | 9.2, 10.0 | 2 to 4 | API 4 (QEMU 10.0.2 tested) |
 //! | 10.1 and later | 2 to 5 and on | API 4 |
 //!
-//! Part of the runner (`src/main.rs`); depends on `std` alone.
+//! Part of the runner (`src/main.rs`), and compiled into xtask with
+//! `#[path]` (its setup checks the QEMU it builds); depends on `std` alone.
 
 use std::fmt;
 

@@ -181,12 +181,10 @@ fn usable(binary: &Path) -> Result {
 
 /// The version in `qemu-ARCH --version`'s first line, e.g. "10.0.2" from
 /// `qemu-aarch64 version 10.0.2` or "7.2.19" from `qemu-aarch64 version
-/// 7.2.19 (Debian 1:7.2+dfsg-7+deb12u18)`.
-pub fn parse_version(output: &str) -> Option<&str> {
-    let line = output.lines().next()?;
-    let (_, rest) = line.split_once(" version ")?;
-    let v = rest.split_whitespace().next()?;
-    v.starts_with(|c: char| c.is_ascii_digit()).then_some(v)
+/// 7.2.19 (Debian 1:7.2+dfsg-7+deb12u18)`: the runner's own parser
+/// (`crates/icache-check/src/qemu_version.rs`), so both read it alike.
+pub fn parse_version(output: &str) -> Option<String> {
+    crate::checker::qemu_version::parse_version(output).map(|v| v.to_string())
 }
 
 /// Whether `qemu-ARCH -h` lists the `-plugin` option (an option line starts
@@ -542,9 +540,9 @@ mod tests {
     #[test]
     fn the_version_is_read_from_a_source_build_and_from_debian() {
         let built = "qemu-aarch64 version 10.0.2\nCopyright (c) 2003-2025 Fabrice Bellard and the QEMU Project developers\n";
-        assert_eq!(parse_version(built), Some("10.0.2"));
+        assert_eq!(parse_version(built).as_deref(), Some("10.0.2"));
         let debian = "qemu-aarch64 version 7.2.19 (Debian 1:7.2+dfsg-7+deb12u18)\nCopyright (c) 2003-2022 Fabrice Bellard and the QEMU Project developers\n";
-        assert_eq!(parse_version(debian), Some("7.2.19"));
+        assert_eq!(parse_version(debian).as_deref(), Some("7.2.19"));
     }
 
     #[test]
